@@ -1,0 +1,35 @@
+# latpred — the two contract commands are `make demo` and `make test`; both set up .venv themselves.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_USE_LEGACY_KERAS ?= 1
+QUICK ?=
+
+.PHONY: install test demo bench experiments clean
+
+install: $(STAMP)
+
+# torch is installed first with its exact pin: that is the CPU build on this machine's disk;
+# any other spec would pull several GB of CUDA packages.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[build,dev]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+demo: install
+	$(PY) experiments/demo.py
+
+bench: install
+	$(PY) experiments/bench_parse.py
+
+experiments: install
+	$(PY) experiments/run_all.py $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,57 @@
+"""`latpred profile MODEL|DIR... --device host --out STORE`: measure op-wise and end-to-end latency
+into a profile store; re-running resumes (models already stored for the scenario are skipped)."""
+from __future__ import annotations
+
+import sys
+
+from ..profiling.devices import device_keys
+from ..profiling.litert import DEFAULT_BUDGET_S, DEFAULT_RUNS, DEFAULT_TIMEOUT_S, DEFAULT_WARMUP
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "profile", help="measure op-wise and end-to-end latency into a profile store",
+        description="Measure models on a real runtime: end-to-end latency and every operation's "
+                    "latency (each op cut into a single-op model on the host; the benchmark tool's "
+                    "op profiler on a phone). Results are committed per model; running the same "
+                    "command again skips what is stored.")
+    p.add_argument("models", nargs="+", metavar="MODEL|DIR", help="model files or folders")
+    p.add_argument("--out", required=True, metavar="STORE", help="profile store (SQLite) to add to")
+    p.add_argument("--device", default="host", help=f"one of: {', '.join(device_keys())}")
+    p.add_argument("--backend", default="litert", choices=("litert", "onnxruntime"),
+                   help="host runtime (default litert); phones always use the benchmark tool")
+    p.add_argument("--cores", default="1",
+                   help="host: number of cores (1, 2); phone: 1L, 3M, 1L1M, 4S, ... or gpu")
+    p.add_argument("--runs", type=int, default=DEFAULT_RUNS,
+                   help=f"most timed runs per measurement (default {DEFAULT_RUNS})")
+    p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
+                   help=f"untimed warm-up runs (default {DEFAULT_WARMUP})")
+    p.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, metavar="SECONDS",
+                   help="timed-run budget per model; fewer runs for slow models "
+                        f"(default {DEFAULT_BUDGET_S})")
+    p.add_argument("--no-op-wise", action="store_true", help="end-to-end latency only")
+    p.add_argument("--retry-failed", action="store_true", help="measure stored failures again")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                   help="give up on a model after this long (stored as a failure)")
+    p.add_argument("--input-shape", help="fix symbolic ONNX input dims, e.g. 1,3,224,224")
+    p.add_argument("--benchmark-binary", metavar="PATH",
+                   help="phone: the TFLite benchmark_model binary built for it")
+    p.add_argument("--adb", default="adb", help="phone: adb executable (default: adb on PATH)")
+    p.add_argument("--serial", help="phone: adb serial when several are connected")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..profiling import profile_models
+
+    summary = profile_models(
+        args.models, args.out, device=args.device, backend=args.backend, cores=args.cores,
+        runs=args.runs, warmup=args.warmup, progress=not args.quiet, budget_s=args.budget,
+        op_wise=not args.no_op_wise, retry_failed=args.retry_failed, timeout_s=args.timeout,
+        input_shape=args.input_shape, benchmark_binary=args.benchmark_binary, adb=args.adb,
+        serial=args.serial)
+    print(f"profiled: {summary}")
+    for path, reason in summary.failures[:10]:
+        print(f"  failed: {path}: {reason}", file=sys.stderr)
+    return 0

@@ -1,0 +1,75 @@
+"""`latpred store list|export|import`: look into, export and extend a profile store."""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from ..errors import LatpredError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("store", help="list, export or import profile store contents",
+                       description="Work with a profile store written by `latpred profile`.")
+    s = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    ls = s.add_parser("list", help="scenarios, models and failures with counts")
+    ls.add_argument("store", metavar="STORE")
+    ls.add_argument("--models", action="store_true", help="also list every model")
+    ls.set_defaults(func=run_list)
+    ex = s.add_parser("export", help="one row per measured op to .csv or .parquet")
+    ex.add_argument("store", metavar="STORE")
+    ex.add_argument("out", metavar="OUT.csv|OUT.parquet")
+    ex.add_argument("--scenario", help="only this scenario id")
+    ex.set_defaults(func=run_export)
+    im = s.add_parser("import", help="add op/kernel rows measured elsewhere from a CSV")
+    im.add_argument("store", metavar="STORE")
+    im.add_argument("csv", metavar="CSV",
+                    help="columns: model, op_index, latency_ms; optional model_hash, op_type, "
+                         "category, latency_cv, runs, e2e_ms, e2e_cv, kernel_ops, features")
+    im.add_argument("--scenario", required=True, help="scenario id, e.g. pixel4/tflite-2.9/gpu/fp16")
+    im.set_defaults(func=run_import)
+
+
+def _open(path: str, readonly: bool = True):
+    from ..profiling.store import ProfileStore
+    if readonly and not os.path.isfile(path):
+        raise LatpredError(f"{path}: no such profile store")
+    return ProfileStore(path, readonly=readonly)
+
+
+def run_list(args) -> int:
+    with _open(args.store) as st:
+        summary = st.summary()
+        if summary.empty:
+            print(f"{args.store}: empty")
+            return 0
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        fails = st.failures()
+        if len(fails):
+            print(f"\nfailures ({len(fails)}):")
+            for r in fails.itertuples():
+                print(f"  {r.scenario}  {r.model}: {r.reason}")
+        if args.models:
+            print()
+            cols = ["scenario", "model", "status", "n_ops", "e2e_ms", "e2e_cv", "measured_at"]
+            print(st.models()[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def run_export(args) -> int:
+    with _open(args.store) as st:
+        n = st.export(args.out, scenario=args.scenario)
+    print(f"exported {n} op rows to {args.out}")
+    return 0
+
+
+def run_import(args) -> int:
+    from ..profiling.scenario import parse_scenario
+    scen = parse_scenario(args.scenario).id
+    if not os.path.isfile(args.csv):
+        raise LatpredError(f"{args.csv}: no such file")
+    with _open(args.store, readonly=False) as st:
+        n = st.import_csv(args.csv, scen)
+    print(f"imported {n} models into {args.store} under {scen}")
+    return 0

@@ -1,0 +1,243 @@
+"""Profiling: measure op-wise and end-to-end latency on real hardware into a :class:`ProfileStore`.
+
+``profile_models`` walks model files, reads each one (graph IR + features), measures it with a
+backend for one scenario and commits the result per model. Re-running the same command skips what
+is stored (by file hash and scenario), so an interrupted collection resumes where it stopped.
+
+Backends: ``litert`` (host, default), ``onnxruntime`` (host), and the Android ``adb`` backend when
+``device`` is a phone from the catalog.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ..errors import LatpredError
+from .devices import HOST, CoreConfig, core_config, cpu_model, get_device
+from .litert import (DEFAULT_BUDGET_S, DEFAULT_RUNS, DEFAULT_TIMEOUT_S, DEFAULT_WARMUP, HostWorker,
+                     WorkerError, litert_version)
+from .scenario import Scenario, model_precision, parse_scenario
+from .store import ProfileStore, iter_model_files
+
+log = logging.getLogger(__name__)
+BACKENDS = ("litert", "onnxruntime")
+_EXTS = {"litert": (".tflite",), "onnxruntime": (".onnx",), "adb": (".tflite",)}
+
+
+@dataclass
+class ProfileSummary:
+    store: str
+    measured: int = 0
+    skipped: int = 0
+    failed: int = 0
+    scenarios: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    median_op_cv: float | None = None
+    median_e2e_cv: float | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        cv = "" if self.median_op_cv is None else \
+            f"; median CV op {self.median_op_cv:.3f}, e2e {self.median_e2e_cv:.3f}"
+        return (f"{self.measured} measured, {self.skipped} already stored, {self.failed} failed "
+                f"in {self.elapsed_s:.1f} s -> {self.store} ({', '.join(self.scenarios) or '-'}){cv}")
+
+
+def file_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def machine_facts(device: str, backend: str, config: CoreConfig | None, runtime_version: str,
+                  extra: dict | None = None) -> dict[str, Any]:
+    facts: dict[str, Any] = {"device": device, "backend": backend,
+                             "core_config": config.label if config else "gpu",
+                             "threads": config.threads if config else None,
+                             "runtime_version": runtime_version}
+    if device == HOST:
+        facts.update(cpu_model=cpu_model(), logical_cpus=os.cpu_count(),
+                     pinned_cpus=",".join(str(c) for c in (config.cpu_ids or ())),
+                     os=platform.platform(), python=platform.python_version())
+    facts.update(extra or {})
+    return facts
+
+
+def _runtime_version(backend: str) -> str:
+    if backend == "onnxruntime":
+        from .onnxrt import ort_version
+        return ort_version()
+    return litert_version()
+
+
+def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
+                   store: ProfileStore | str | os.PathLike, device: str = HOST,
+                   backend: str = "litert", cores: int | str = 1, runs: int = DEFAULT_RUNS,
+                   warmup: int = DEFAULT_WARMUP, progress: bool = True, *,
+                   budget_s: float = DEFAULT_BUDGET_S, op_wise: bool = True,
+                   retry_failed: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S,
+                   input_shape: tuple[int, ...] | str | None = None,
+                   benchmark_binary: str | None = None, adb: str = "adb",
+                   serial: str | None = None) -> ProfileSummary:
+    """Measure every model under ``paths`` (files or folders) into ``store``; see module doc.
+
+    ``cores``: host: a number of cores (1, 2); phone: ``1L``, ``3M``, ``1L1M``, ... or ``gpu``.
+    ``runs`` caps the timed runs per measurement; ``budget_s`` cuts them for slow models (see
+    :mod:`latpred.profiling.litert`). Failures are stored with their reason and the run goes on."""
+    from ..features import op_features
+    from ..readers import read_model
+
+    if runs < 1 or warmup < 0:
+        raise LatpredError("--runs must be >= 1 and --warmup >= 0")
+    dev = get_device(device)
+    if dev.key == HOST:
+        if backend not in BACKENDS:
+            raise LatpredError(f"unknown backend {backend!r} for the host; use one of {BACKENDS}")
+        if str(cores).lower() == "gpu":
+            raise LatpredError("the host has no GPU backend; use --cores N")
+        kind = backend
+    else:
+        kind = "adb"
+    config = None if str(cores).lower() == "gpu" else core_config(dev, cores)
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files = iter_model_files(paths, _EXTS[kind])
+    if not files:
+        raise LatpredError(f"no {'/'.join(_EXTS[kind])} model files found in the given paths")
+    own_store = not isinstance(store, ProfileStore)
+    st = ProfileStore(store) if own_store else store
+
+    adb_backend = worker = None
+    if kind == "adb":
+        from .adb import AdbBackend
+        adb_backend = AdbBackend(dev, benchmark_binary or "", adb=adb, serial=serial,
+                                 timeout_s=timeout_s)
+        adb_backend.connect()
+        runtime, version = "tflite", adb_backend.runtime_version()
+    else:
+        worker = HostWorker(config.cpu_ids if config else None)
+        runtime, version = kind, _runtime_version(kind)
+    hardware = config.label if config else "gpu"
+    facts = machine_facts(dev.key, kind, config, version,
+                          {"warmup": warmup, "runs_max": runs, "budget_s": budget_s})
+
+    summary = ProfileSummary(store=st.path)
+    op_cvs: list[float] = []
+    e2e_cvs: list[float] = []
+    scen_seen: set[str] = set()
+    t_start = time.monotonic()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(files), unit="model", desc=f"profile {dev.key}/{hardware}",
+                   dynamic_ncols=True)
+    try:
+        for path in files:
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except OSError as exc:
+                raise LatpredError(f"{path}: cannot read ({exc.strerror})") from None
+            digest = file_hash(data)
+            try:
+                graph = read_model(path, input_shape=input_shape)
+                precision = model_precision(graph)
+            except LatpredError as exc:
+                graph, precision, reason = None, "unknown", f"unreadable model: {exc}"
+            scen = Scenario(dev.key, hardware, precision, runtime, version).id
+            if st.has(digest, scen, include_failed=not retry_failed):
+                summary.skipped += 1
+                scen_seen.add(scen)
+                _tick(bar, summary)
+                continue
+            if graph is None:
+                st.add_failure(path, digest, scen, reason, facts)
+                summary.failed += 1
+                summary.failures.append((path, reason))
+                _tick(bar, summary)
+                continue
+            try:
+                if adb_backend is not None:
+                    result = adb_backend.measure(path, config, runs, warmup)
+                else:
+                    result = worker.call(kind, timeout=timeout_s, content=data,
+                                         threads=config.threads, runs=runs, warmup=warmup,
+                                         budget_s=budget_s, op_wise=op_wise)
+                rows = _op_rows(graph, result["ops"], op_features, strict=kind == "adb")
+            except (WorkerError, LatpredError) as exc:
+                st.add_failure(path, digest, scen, str(exc), facts)
+                summary.failed += 1
+                summary.failures.append((path, str(exc)))
+                _tick(bar, summary)
+                continue
+            e2e = result["e2e"]
+            st.add_measurement(path, digest, scen, e2e.median_ms, e2e.cv, rows,
+                               {**facts, "n_graph_ops": len(graph.ops)}, e2e_runs=e2e.runs)
+            summary.measured += 1
+            scen_seen.add(scen)
+            op_cvs += [r["latency_cv"] for r in rows if r.get("latency_cv") is not None]
+            e2e_cvs.append(e2e.cv)
+            _tick(bar, summary, e2e.median_ms)
+    finally:
+        if bar is not None:
+            bar.close()
+        if worker is not None:
+            worker.close()
+        if own_store:
+            st.close()
+    import numpy as np
+    summary.scenarios = sorted(scen_seen)
+    summary.elapsed_s = time.monotonic() - t_start
+    summary.median_op_cv = float(np.median(op_cvs)) if op_cvs else None
+    summary.median_e2e_cv = float(np.median(e2e_cvs)) if e2e_cvs else None
+    return summary
+
+
+def _tick(bar, summary: ProfileSummary, e2e_ms: float | None = None) -> None:
+    if bar is None:
+        return
+    post = {"ok": summary.measured, "skip": summary.skipped, "fail": summary.failed}
+    if e2e_ms is not None:
+        post["e2e_ms"] = f"{e2e_ms:.2f}"
+    bar.set_postfix(post, refresh=False)
+    bar.update(1)
+
+
+def _op_rows(graph, measured: list[dict], op_features, strict: bool) -> list[dict]:
+    """Attach the graph's category and Table 3 features to each measured op.
+
+    A .tflite op is matched by position (when the op type agrees), an ONNX node by its first
+    output tensor name (the reader skips Constant nodes, so positions differ). Runtime nodes that are no op of
+    the IR (folded by the reader) are left out. ``strict`` (phone profiles): any row that does not
+    match is an error, since the profile is then of another model or of a delegate."""
+    by_output = {}
+    for op in graph.ops:
+        if op.outputs:
+            by_output.setdefault(graph.tensors[op.outputs[0]].name, op)
+    rows = []
+    for m in measured:
+        by_name = by_output.get(m.get("output_name")) if m.get("output_name") else None
+        i = m["op_index"]
+        by_pos = graph.ops[i] if 0 <= i < len(graph.ops) and graph.ops[i].type == m["op_type"] \
+            else None
+        # .tflite: positions are the execution order on both sides; ONNX: names are reliable.
+        op = (by_pos or by_name) if graph.format == "tflite" else (by_name or by_pos)
+        if op is None and strict:
+            raise LatpredError(
+                f"op profile row {m['op_index']} ({m['op_type']}) does not match the model "
+                f"({len(graph.ops)} ops); was another model or a delegate profiled?")
+        if op is None:   # executed by the runtime but not an op of the IR (folded by the reader)
+            continue
+        row = {k: m[k] for k in ("op_index", "op_type", "latency_ms", "latency_cv", "runs")}
+        row.update(op_index=op.index, category=op.category, features=op_features(graph, op))
+        rows.append(row)
+    if strict and len(rows) != len(graph.ops):
+        raise LatpredError(f"op profile has {len(rows)} ops, the model has {len(graph.ops)}")
+    return rows
+
+
+__all__ = ["profile_models", "ProfileSummary", "ProfileStore", "Scenario", "parse_scenario",
+           "get_device", "core_config", "machine_facts", "file_hash"]

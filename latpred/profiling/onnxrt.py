@@ -1,0 +1,111 @@
+"""Host backend: ONNX Runtime (CPU execution provider).
+
+End-to-end: the session as deployed (default graph optimizations), intra-op threads = cores, timed
+like the LiteRT backend (warm-up, median + CV). Op-wise: a second session with ONNX Runtime's own
+per-node profiler (``enable_profiling``) and graph optimizations off, so every node of the file is
+timed under its own name (with fusion on, profiled nodes would not map to the file's nodes); the
+first ``warmup`` occurrences of each node are dropped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+from .litert import (DEFAULT_BUDGET_S, DEFAULT_RUNS, DEFAULT_WARMUP, random_array, run_count,
+                     summarize)
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int16)": np.int16,
+    "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
+}
+
+
+def ort_version() -> str:
+    import onnxruntime
+    return onnxruntime.__version__
+
+
+def _named_model(content: bytes) -> tuple[bytes, list[tuple[str, str, str]]]:
+    """Give every node a unique name (the profiler reports nodes by name); returns the bytes and
+    (name, op_type, first output) per node in file order."""
+    import onnx
+    model = onnx.load_from_string(content)
+    seen: set[str] = set()
+    nodes = []
+    for i, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"latpred_node_{i}"
+        seen.add(node.name)
+        nodes.append((node.name, node.op_type, node.output[0] if node.output else ""))
+    return model.SerializeToString(), nodes
+
+
+def _feeds(session, rng) -> dict[str, np.ndarray]:
+    feeds = {}
+    for inp in session.get_inputs():
+        shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in inp.shape)
+        feeds[inp.name] = random_array(shape, np.dtype(_ORT_DTYPES.get(inp.type, np.float32)), rng)
+    return feeds
+
+
+def measure_onnx(content: bytes, threads: int = 1, runs: int = DEFAULT_RUNS,
+                 warmup: int = DEFAULT_WARMUP, budget_s: float = DEFAULT_BUDGET_S,
+                 op_wise: bool = True, seed: int = 0) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    content, nodes = _named_model(content)
+
+    def options(profile_dir: str | None) -> "ort.SessionOptions":
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        if profile_dir is not None:
+            so.enable_profiling = True
+            so.profile_file_prefix = os.path.join(profile_dir, "ort")
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return so
+
+    sess = ort.InferenceSession(content, options(None), providers=["CPUExecutionProvider"])
+    feeds = _feeds(sess, rng)
+    clock = time.perf_counter_ns
+    warm = []
+    for _ in range(max(warmup, 1)):
+        t = clock(); sess.run(None, feeds); warm.append(clock() - t)
+    n = run_count(float(np.median(warm)) / 1e6, runs, budget_s)
+    timed = []
+    for _ in range(n):
+        t = clock(); sess.run(None, feeds); timed.append(clock() - t)
+    e2e = summarize(timed)
+    del sess
+
+    ops: list[dict[str, Any]] = []
+    if op_wise:
+        with tempfile.TemporaryDirectory(prefix="latpred-ort-") as tmp:
+            psess = ort.InferenceSession(content, options(tmp), providers=["CPUExecutionProvider"])
+            for _ in range(warmup + n):
+                psess.run(None, feeds)
+            with open(psess.end_profiling()) as fh:
+                events = json.load(fh)
+        per_node: dict[str, list[int]] = {}
+        for ev in events:
+            name = ev.get("name", "")
+            if ev.get("cat") == "Node" and name.endswith("_kernel_time"):
+                per_node.setdefault(name[: -len("_kernel_time")], []).append(int(ev["dur"]) * 1000)
+        for index, (name, op_type, out) in enumerate(nodes):
+            samples = per_node.get(name)
+            if not samples:
+                continue   # e.g. Constant nodes: folded at load, never executed
+            t = summarize(samples[warmup:] or samples)
+            ops.append({"op_index": index, "op_type": op_type, "output_name": out,
+                        "latency_ms": t.median_ms, "latency_cv": t.cv, "runs": t.runs})
+    return {"e2e": e2e, "ops": ops, "runs": n, "runtime": "onnxruntime",
+            "runtime_version": ort_version()}
