@@ -34,16 +34,17 @@ def read_model(path: str | os.PathLike, input_shape: tuple[int, ...] | str | Non
         raise LatpredError(f"{path}: is a directory, not a model file")
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            head = fh.read(8)
     except OSError as exc:
         raise LatpredError(f"{path}: cannot read ({exc.strerror})") from None
-    if len(data) >= 8 and data[4:8] == b"TFL3":
+    if len(head) == 8 and head[4:8] == b"TFL3":
         from .tflite import read_tflite
-        return read_tflite(path, data)
+        return read_tflite(path)
     if path.lower().endswith(".tflite"):
         raise LatpredError(f"{path}: not a .tflite model (no TFL3 flatbuffer identifier)")
     from .onnx import read_onnx
-    return read_onnx(path, data, input_shape=input_shape)
+    with open(path, "rb") as fh:
+        return read_onnx(path, fh.read(), input_shape=input_shape)
 
 
 __all__ = ["read_model", "parse_input_shape"]

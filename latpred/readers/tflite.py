@@ -6,6 +6,7 @@ copies weight buffers, which keeps parsing a 200-op model in milliseconds.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 
 import numpy as np
@@ -67,20 +68,24 @@ def _const_array(model, tensor) -> np.ndarray | None:
         [int(d) for d in tensor.ShapeAsNumpy()] if tensor.ShapeLength() else [-1])
 
 
-def _is_constant(model, tensor, n_buffers: int) -> bool:
-    b = tensor.Buffer()
-    if b <= 0 or b >= n_buffers:
-        return False
-    buf = model.Buffers(b)
+_QUANTIZED_TYPES = {S.TensorType.INT8, S.TensorType.UINT8, S.TensorType.INT16, S.TensorType.INT32,
+                    S.TensorType.INT4}
+
+
+def _buffer_has_data(buf) -> bool:
     # Models over 2 GB keep data outside the flatbuffer, addressed by offset.
     return buf.DataLength() > 0 or buf.Offset() > 1
 
 
 def read_tflite(path: str | os.PathLike, data: bytes | None = None) -> ModelGraph:
+    """Parse a .tflite file (or its bytes). The file is memory-mapped: weights are never read."""
     path = os.fspath(path)
     if data is None:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        try:
+            with open(path, "rb") as fh:
+                data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as exc:
+            raise LatpredError(f"{path}: cannot read ({exc})") from None
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise LatpredError(f"{path}: not a .tflite model (no TFL3 flatbuffer identifier)")
     try:
@@ -111,22 +116,28 @@ def _parse(path: str, data: bytes) -> ModelGraph:
         raise LatpredError(f"{path}: corrupt .tflite model (tensor count {n_tensors} exceeds file size)")
     tensors: dict[int, Tensor] = {}
     raw_tensors = []
+    buffer_has_data: dict[int, bool] = {}
     for i in range(n_tensors):
         t = sg.Tensors(i)
         raw_tensors.append(t)
-        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
-        if any(d < 0 for d in shape) or len(shape) > 8:
+        shape = tuple(t.ShapeAsNumpy().tolist()) if t.ShapeLength() else ()
+        if len(shape) > 8 or any(d < 0 for d in shape):
             sig = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else shape
             raise LatpredError(f"{path}: tensor {i} has unsupported shape {sig}")
+        ttype = t.Type()
+        dtype = DTYPE_NAMES.get(ttype, f"type{ttype}")
         quant = None
-        q = t.Quantization()
-        if q is not None and q.ScaleLength() > 0 and q.ZeroPointLength() > 0:
-            quant = (float(q.Scale(0)), int(q.ZeroPoint(0)))
+        if ttype in _QUANTIZED_TYPES:  # float tensors carry no quantization worth reading
+            q = t.Quantization()
+            if q is not None and q.ScaleLength() > 0 and q.ZeroPointLength() > 0:
+                quant = (float(q.Scale(0)), int(q.ZeroPoint(0)))
+        b = t.Buffer()
+        if b not in buffer_has_data:
+            buffer_has_data[b] = 0 < b < n_buffers and _buffer_has_data(model.Buffers(b))
         name = t.Name()
-        tensors[i] = Tensor(
-            id=i, name=name.decode(errors="replace") if name else f"t{i}", shape=shape,
-            dtype=DTYPE_NAMES.get(t.Type(), f"type{t.Type()}"),
-            is_constant=_is_constant(model, t, n_buffers), quantization=quant)
+        tensors[i] = Tensor(id=i, name=name.decode(errors="replace") if name else f"t{i}",
+                            shape=shape, dtype=dtype, is_constant=buffer_has_data[b],
+                            quantization=quant)
 
     def check_ids(ids, what):
         for t in ids:
