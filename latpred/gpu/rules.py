@@ -94,8 +94,9 @@ def resolve_gpu(name: str) -> GpuSpec:
     if key in gpus:
         g = gpus[key]
         return GpuSpec(key, g["family"], g.get("api", "opencl"))
+    squash = key.replace("-", "")
     for gname, g in gpus.items():
-        if key in g.get("aliases", ()):
+        if squash in {a.replace("-", "") for a in [gname, *g.get("aliases", ())]}:
             return GpuSpec(gname, g["family"], g.get("api", "opencl"))
     families = {k for k in cat.get("generic_families", {}) if not k.startswith("_")}
     if key in families:

@@ -18,13 +18,14 @@ rf       trees {5, 10} x min split {2,5,10,20,50},   trees 1..10 x min split 2..
          5-fold
 gbdt     stages 1..200 x min samples {2, 4, 7},      stages 1..200 x min samples 2..7, 5-fold
          5-fold
-mlp      layers {2, 4} x width {128, 256} x lr       layers 1..6 x width {64,128,256,512} x lr
-         {5e-3, 5e-4} x wd {1e-4}, <= 300 epochs     {5e-3,5e-4,5e-5} x wd {1e-3,1e-4,1e-5},
+mlp      layers {2, 3} x width {128} x lr {5e-3} x   layers 1..6 x width {64,128,256,512} x lr
+         wd {1e-4}, <= 200 epochs                    {5e-3,5e-4,5e-5} x wd {1e-3,1e-4,1e-5},
                                                      <= 2000 epochs
 =======  ==========================================  ==========================================
 
 The MLP always holds out 20 % for validation and stops after 50 epochs without improvement; the
-weights of the best epoch are kept. GBDT evaluates every stage count 1..200 from one 200-stage fit
+weights of the best epoch are kept. Mini-batches hold
+ceil(n/10) rows, clipped to [32, 1024] (the paper gives no batch size). GBDT evaluates every stage count 1..200 from one 200-stage fit
 per fold (the validation curve), so both searches cover all stage counts.
 
 LightGBM has no "minimum samples to split a node"; its closest control is ``min_child_samples``
@@ -47,7 +48,8 @@ ALPHA_RANGE = (1e-5, 1e2)
 CV_FOLDS = 5
 MLP_PATIENCE = 50
 MLP_VALIDATION = 0.2
-MLP_BATCH = 256
+MLP_MAX_BATCH = 1024
+MLP_MIN_BATCH = 32
 
 
 def mspe(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -133,8 +135,8 @@ def search_space(method: str, full_grid: bool = False) -> dict[str, list]:
             return {"layers": list(range(1, 7)), "width": [64, 128, 256, 512],
                     "lr": [5e-3, 5e-4, 5e-5], "weight_decay": [1e-3, 1e-4, 1e-5],
                     "max_epochs": [2000]}
-        return {"layers": [2, 4], "width": [128, 256], "lr": [5e-3, 5e-4],
-                "weight_decay": [1e-4], "max_epochs": [300]}
+        return {"layers": [2, 3], "width": [128], "lr": [5e-3], "weight_decay": [1e-4],
+                "max_epochs": [200]}
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
@@ -224,30 +226,34 @@ def _fit_rf(Z, y, grid, *, seed, n_jobs):
 
 
 # -- GBDT (LightGBM) ----------------------------------------------------------------------------
-def _lgbm(n_estimators: int, min_child_samples: int, seed: int, n_jobs: int):
-    from lightgbm import LGBMRegressor
-    return LGBMRegressor(n_estimators=n_estimators, min_child_samples=min_child_samples,
-                         learning_rate=0.1, num_leaves=31, random_state=seed, n_jobs=n_jobs,
-                         verbose=-1, metric="None", deterministic=True, force_row_wise=True)
+def _lgbm_params(min_child_samples: int, seed: int, n_jobs: int) -> dict:
+    return {"objective": "regression", "learning_rate": 0.1, "num_leaves": 31,
+            "min_child_samples": int(min_child_samples), "seed": seed, "num_threads": n_jobs,
+            "deterministic": True, "force_row_wise": True, "verbose": -1, "metric": "None"}
 
 
 def _fit_gbdt(Z, y, grid, *, seed, n_jobs):
+    import lightgbm as lgb
     w = mspe_weights(y)
     folds = _folds(len(y), seed)
     stages = sorted(int(s) for s in grid["n_estimators"])
     max_stages = stages[-1]
 
-    def val_mspe(y_true, y_pred):
-        return "mspe", mspe(y_true, np.maximum(y_pred, 0.0)), False
+    def val_mspe(preds, data):
+        return "mspe", mspe(data.get_label(), np.maximum(preds, 0.0)), False
 
     best = (np.inf, None)
     for mcs in grid["min_child_samples"]:
+        params = _lgbm_params(mcs, seed, n_jobs)
         curve = np.zeros(max_stages)
         for tr, va in folds:
-            model = _lgbm(max_stages, mcs, seed, n_jobs)
-            model.fit(Z[tr], y[tr], sample_weight=w[tr], eval_set=[(Z[va], y[va])],
-                      eval_metric=val_mspe)
-            c = np.asarray(model.evals_result_["valid_0"]["mspe"], dtype=np.float64)
+            train = lgb.Dataset(Z[tr], y[tr], weight=w[tr], params={"verbose": -1})
+            valid = lgb.Dataset(Z[va], y[va], reference=train)
+            record: dict = {}
+            lgb.train(params, train, num_boost_round=max_stages, valid_sets=[valid],
+                      valid_names=["valid"], feval=val_mspe,
+                      callbacks=[lgb.record_evaluation(record)])
+            c = np.asarray(record["valid"]["mspe"], dtype=np.float64)
             # A fit can stop early when no split is possible; the last value then holds.
             curve += np.pad(c, (0, max_stages - len(c)), mode="edge")
         curve /= len(folds)
@@ -255,9 +261,9 @@ def _fit_gbdt(Z, y, grid, *, seed, n_jobs):
             if curve[s - 1] < best[0]:
                 best = (float(curve[s - 1]), (s, mcs))
     score, (n_est, mcs) = best
-    model = _lgbm(n_est, mcs, seed, n_jobs)
-    model.fit(Z, y, sample_weight=w)
-    return model, {"n_estimators": int(n_est), "min_child_samples": int(mcs)}, score
+    booster = lgb.train(_lgbm_params(mcs, seed, n_jobs),
+                        lgb.Dataset(Z, y, weight=w, params={"verbose": -1}), num_boost_round=n_est)
+    return booster, {"n_estimators": int(n_est), "min_child_samples": int(mcs)}, score
 
 
 # -- MLP (PyTorch for training, numpy for inference) -------------------------------------------
@@ -285,12 +291,15 @@ def _train_mlp_config(Ztr, ttr, Zva, tva, layers, width, lr, wd, max_epochs, see
     Xt, Yt = torch.as_tensor(Ztr, dtype=torch.float32), torch.as_tensor(ttr, dtype=torch.float32)
     Xv, Yv = torch.as_tensor(Zva, dtype=torch.float32), torch.as_tensor(tva, dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)
+    # About 10 steps per epoch or more: small categories still get enough updates, big ones
+    # stay affordable on a CPU.
+    batch = int(min(MLP_MAX_BATCH, max(MLP_MIN_BATCH, -(-len(Xt) // 10))))
     best_err, best_state, since_best = np.inf, None, 0
     for _ in range(max_epochs):
         net.train()
         perm = torch.randperm(len(Xt), generator=gen)
-        for i in range(0, len(Xt), MLP_BATCH):
-            idx = perm[i:i + MLP_BATCH]
+        for i in range(0, len(Xt), batch):
+            idx = perm[i:i + batch]
             loss = (((net(Xt[idx])[:, 0] - Yt[idx]) / Yt[idx]) ** 2).mean()
             opt.zero_grad()
             loss.backward()

@@ -107,9 +107,6 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     files = iter_model_files(paths, _EXTS[kind])
     if not files:
         raise LatpredError(f"no {'/'.join(_EXTS[kind])} model files found in the given paths")
-    own_store = not isinstance(store, ProfileStore)
-    st = ProfileStore(store) if own_store else store
-
     adb_backend = worker = None
     if kind == "adb":
         from .adb import AdbBackend
@@ -121,6 +118,8 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
         worker = HostWorker(config.cpu_ids if config else None)
         runtime, version = kind, _runtime_version(kind)
     hardware = config.label if config else "gpu"
+    own_store = not isinstance(store, ProfileStore)
+    st = ProfileStore(store) if own_store else store
     facts = machine_facts(dev.key, kind, config, version,
                           {"warmup": warmup, "runs_max": runs, "budget_s": budget_s})
 
@@ -163,10 +162,12 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
                 if adb_backend is not None:
                     result = adb_backend.measure(path, config, runs, warmup)
                 else:
+                    extra = {"input_shape": input_shape} if kind == "onnxruntime" else {}
                     result = worker.call(kind, timeout=timeout_s, content=data,
                                          threads=config.threads, runs=runs, warmup=warmup,
-                                         budget_s=budget_s, op_wise=op_wise)
-                rows = _op_rows(graph, result["ops"], op_features, strict=kind == "adb")
+                                         budget_s=budget_s, op_wise=op_wise, **extra)
+                rows = _op_rows(graph, result["ops"], op_features,
+                                strict=kind == "adb" and config is not None)
             except (WorkerError, LatpredError) as exc:
                 st.add_failure(path, digest, scen, str(exc), facts)
                 summary.failed += 1

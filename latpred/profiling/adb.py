@@ -74,12 +74,17 @@ def parse_benchmark_output(text: str) -> BenchmarkOutput:
             kv = dict(_KV.findall(s))
             avg, std, count = float(kv["avg"]) / 1000.0, float(kv.get("std", "nan")) / 1000.0, \
                 int(float(kv["count"]))
-    if avg is None:
+    if count is None:   # old tools: only the profiler's summary of the same timed runs
         for line in lines:
-            m = re.search(r"Inference \(avg\):\s*(" + _NUM + ")", line) or \
-                re.search(r"inference timings in us:.*Inference:\s*(" + _NUM + ")", line, re.I)
-            if m:
-                avg = float(m.group(1)) / 1000.0
+            if line.strip().startswith("Timings (microseconds):") and "std=" in line:
+                kv = dict(_KV.findall(line))
+                std, count = float(kv["std"]) / 1000.0, int(float(kv["count"]))
+                avg = float(kv["avg"]) / 1000.0 if avg is None else avg
+    for line in lines:   # the tool's own end-to-end figure wins over the profiler's
+        m = re.search(r"Inference \(avg\):\s*(" + _NUM + ")", line) or \
+            re.search(r"inference timings in us:.*Inference:\s*(" + _NUM + ")", line, re.I)
+        if m:
+            avg = float(m.group(1)) / 1000.0
     return BenchmarkOutput(e2e_avg_ms=avg, e2e_std_ms=std, e2e_count=count, ops=ops)
 
 

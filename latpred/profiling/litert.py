@@ -2,13 +2,14 @@
 
 End-to-end: ``warmup`` untimed ``invoke()``s, then timed ones; we keep the median and the coefficient
 of variation (std/mean). Op-wise: every op is cut into a single-op model (:mod:`.isolate`) and timed
-the same way, fed with the real activations it sees inside the model (captured once with the
-reference kernels), so data-dependent ops get valid inputs.
+the same way, fed with random data of the right type and shape, or, when the model computes
+integer tensors (shapes, indices) that random values could make invalid, with the real activations
+it sees inside the model (captured once with the builtin kernels).
 
 Run count: ``runs`` is a ceiling. After the warm-up the end-to-end latency is known, and the run
 count for the model (end-to-end and every op) is cut so that the timed runs of one model take about
 ``budget_s`` seconds, but never below ``MIN_RUNS``. With the defaults (warm-up 5, runs 30, budget
-2 s) a ~2-20 ms model gets all 30 runs; a 100 ms model gets 10.
+1.5 s) a model up to 25 ms gets all 30 runs, a 50 ms model 15, a 150 ms model 5.
 
 Cores: N cores = N interpreter threads in a child process pinned to N CPUs with
 ``os.sched_setaffinity`` (:class:`HostWorker`), so pinning never leaks into the caller. The child is a
@@ -33,7 +34,7 @@ import numpy as np
 DEFAULT_WARMUP = 5
 DEFAULT_RUNS = 30
 MIN_RUNS = 5
-DEFAULT_BUDGET_S = 2.0
+DEFAULT_BUDGET_S = 1.5
 DEFAULT_TIMEOUT_S = 600.0
 
 
@@ -125,6 +126,20 @@ def _capture_activations(content: bytes, rng: np.random.Generator) -> dict[str, 
     return values
 
 
+def _needs_real_inputs(content: bytes) -> bool:
+    """Whether some op reads a computed integer/bool tensor (a shape, indices): random values
+    there could be invalid. Float and 8-bit activations are timed fine with random data, and
+    capturing real ones costs a slow reference-kernel run."""
+    from .isolate import load_model
+    model = load_model(content)
+    sg = model.subgraphs[0]
+    produced = {int(t) for op in sg.operators or [] for t in (op.outputs if op.outputs is not None else [])}
+    from ai_edge_litert import schema_py_generated as schema
+    risky = {schema.TensorType.INT32, schema.TensorType.INT64, schema.TensorType.BOOL,
+             schema.TensorType.INT16}
+    return any(sg.tensors[t].type in risky for t in produced)
+
+
 def measure_tflite(content: bytes, threads: int = 1, runs: int = DEFAULT_RUNS,
                    warmup: int = DEFAULT_WARMUP, budget_s: float = DEFAULT_BUDGET_S,
                    op_wise: bool = True, seed: int = 0) -> dict[str, Any]:
@@ -151,7 +166,7 @@ def measure_tflite(content: bytes, threads: int = 1, runs: int = DEFAULT_RUNS,
     ops: list[dict[str, Any]] = []
     if op_wise:
         singles = isolate_ops(content)
-        values = _capture_activations(content, rng)
+        values = _capture_activations(content, rng) if _needs_real_inputs(content) else None
         for single in singles:
             it = Interpreter(model_content=single.content, num_threads=threads)
             it.allocate_tensors()

@@ -4,7 +4,8 @@ End-to-end: the session as deployed (default graph optimizations), intra-op thre
 like the LiteRT backend (warm-up, median + CV). Op-wise: a second session with ONNX Runtime's own
 per-node profiler (``enable_profiling``) and graph optimizations off, so every node of the file is
 timed under its own name (with fusion on, profiled nodes would not map to the file's nodes); the
-first ``warmup`` occurrences of each node are dropped.
+first ``warmup`` occurrences of each node are dropped. The profiler reports whole microseconds, so
+ops under ~10 us get coarse latencies and high CVs.
 """
 from __future__ import annotations
 
@@ -46,17 +47,24 @@ def _named_model(content: bytes) -> tuple[bytes, list[tuple[str, str, str]]]:
     return model.SerializeToString(), nodes
 
 
-def _feeds(session, rng) -> dict[str, np.ndarray]:
+def _feeds(session, rng, input_shape=None) -> dict[str, np.ndarray]:
+    """Random inputs; symbolic dims become 1, or come from ``input_shape`` (first input)."""
+    if isinstance(input_shape, str):
+        from ..readers import parse_input_shape
+        input_shape = parse_input_shape(input_shape)
     feeds = {}
-    for inp in session.get_inputs():
+    for i, inp in enumerate(session.get_inputs()):
         shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in inp.shape)
+        if i == 0 and input_shape and len(input_shape) == len(shape):
+            shape = tuple(int(d) for d in input_shape)
         feeds[inp.name] = random_array(shape, np.dtype(_ORT_DTYPES.get(inp.type, np.float32)), rng)
     return feeds
 
 
 def measure_onnx(content: bytes, threads: int = 1, runs: int = DEFAULT_RUNS,
                  warmup: int = DEFAULT_WARMUP, budget_s: float = DEFAULT_BUDGET_S,
-                 op_wise: bool = True, seed: int = 0) -> dict[str, Any]:
+                 op_wise: bool = True, seed: int = 0,
+                 input_shape: tuple[int, ...] | str | None = None) -> dict[str, Any]:
     import onnxruntime as ort
 
     rng = np.random.default_rng(seed)
@@ -75,7 +83,7 @@ def measure_onnx(content: bytes, threads: int = 1, runs: int = DEFAULT_RUNS,
         return so
 
     sess = ort.InferenceSession(content, options(None), providers=["CPUExecutionProvider"])
-    feeds = _feeds(sess, rng)
+    feeds = _feeds(sess, rng, input_shape)
     clock = time.perf_counter_ns
     warm = []
     for _ in range(max(warmup, 1)):

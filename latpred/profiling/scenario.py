@@ -53,18 +53,11 @@ def model_precision(graph: ModelGraph) -> str:
     int8: integer-only inference (quantized activations into convolutions / FC / element-wise);
     int8w: int8 weights with float activations (dynamic-range quantization); fp16: float16 weights
     (dequantized at load); fp32 otherwise."""
-    act_dtypes: set[str] = set()
-    const_dtypes: set[str] = set()
-    for op in graph.ops:
-        for t in graph.activation_inputs(op):
-            act_dtypes.add(t.dtype)
-        for t in graph.constant_inputs(op):
-            const_dtypes.add(t.dtype)
-    heavy_acts = {t.dtype for op in graph.ops if op.category not in ("Other",)
-                  for t in graph.activation_inputs(op)}
-    if heavy_acts & {"int8", "uint8", "int16"}:
+    const_dtypes = {t.dtype for op in graph.ops for t in graph.constant_inputs(op)}
+    act_dtypes = {t.dtype for op in graph.ops for t in graph.activation_inputs(op)}
+    if act_dtypes & {"int8", "uint8", "int16"}:
         return "int8"
-    if const_dtypes & {"int8", "uint8"} and act_dtypes & {"float32"}:
+    if const_dtypes & {"int8", "uint8"}:
         return "int8w"
     if "float16" in const_dtypes:
         return "fp16"

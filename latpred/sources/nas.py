@@ -103,6 +103,11 @@ def sample_spec(seed: int, index: int, input_size: int = DEFAULT_INPUT_SIZE) -> 
             block["stride"], pending = 2, pending - 1
         else:
             block["stride"] = 1
+    # Strides still pending after the last block go to the latest blocks that can take one, so
+    # every architecture ends at input/32 (7x7 at 224) unless fewer than 4 blocks can downsample.
+    for block in reversed(blocks):
+        if pending and block["type"] != "split" and block["stride"] == 1:
+            block["stride"], pending = 2, pending - 1
 
     # Groups and channels. Walk "channel slots" (stem, then each channel-changing block). Before a
     # slot's channel count is drawn, the next channel-changing block's groups are drawn, so the slot

@@ -1,0 +1,461 @@
+"""Shared pieces of the evaluation (issue 7): loading recorded profiles, the train/test split, our
+predictor as the paper defines it, metrics, caching and output files.
+
+Split (documented in experiments/README.md):
+- *synthetic* models are named ``nas_*``; *real-world* models are the names in
+  ``datasets/zoo/manifest.csv`` (without a manifest: every other model).
+- The synthetic test set is fixed once over the union of synthetic names of all scenarios: names are
+  sorted, permuted with seed ``SPLIT_SEED``, and the first ``min(100, max(2, round(10 %)))`` are test
+  models (100 of 1000, as the paper's §5.1); the rest, at most 900, are the training pool. A model is
+  thus a test model in every scenario.
+- Real-world models are never trained on: they are the test set of the dataset-shift experiments.
+- Every fitted choice — hyper-parameters (cross-validation inside the training models), feature
+  scaling, the overhead term, fall-backs for categories without data, look-up tables, the GCN's
+  early stopping — uses training models only.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import pickle
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from latpred import categories as C  # noqa: E402
+from latpred.features import FEATURES  # noqa: E402
+
+DEFAULT_DATA = ROOT / "datasets" / "host"
+DEFAULT_MANIFEST = ROOT / "datasets" / "zoo" / "manifest.csv"
+DEFAULT_RESULTS = ROOT / "experiments" / "results"
+SPLIT_SEED = 0
+TEST_FRACTION = 0.1
+MAX_TEST, MAX_TRAIN = 100, 900
+METHODS = ("lasso", "rf", "gbdt", "mlp")
+NO_DATA = "no data yet"
+MIN_FIT_ROWS = 5      # fewer training rows in a category: predict their median instead of a model
+
+# Reduced hyper-parameter grids of QUICK mode (the full run uses latpred's default search).
+QUICK_GRIDS = {
+    "lasso": {"alpha": list(np.logspace(-5, 2, 6))},
+    "rf": {"n_estimators": [5, 10], "min_samples_split": [2, 10]},
+    "gbdt": {"n_estimators": list(range(1, 61)), "min_child_samples": [2, 7]},
+    "mlp": {"layers": [2], "width": [64], "lr": [5e-3], "weight_decay": [1e-4],
+            "max_epochs": [60]},
+}
+
+
+# -- data ------------------------------------------------------------------------------------------
+@dataclass
+class Data:
+    ops: pd.DataFrame        # one row per measured op, all scenarios, plus ``kind``
+    models: pd.DataFrame     # one row per (scenario, model): e2e_ms, e2e_cv, sum_ops_ms, n_ops, kind
+    stores: list[str]
+    manifest_names: set[str]
+
+    def scenarios(self) -> list[str]:
+        return sorted(self.models["scenario"].unique())
+
+    def ops_of(self, scenario: str, names=None) -> pd.DataFrame:
+        df = self.ops[self.ops["scenario"] == scenario]
+        if names is not None:
+            df = df[df["model"].isin(set(names))]
+        return df
+
+    def models_of(self, scenario: str, kind: str | None = None) -> pd.DataFrame:
+        df = self.models[self.models["scenario"] == scenario]
+        return df if kind is None else df[df["kind"] == kind]
+
+
+def manifest_names(path) -> set[str]:
+    import csv
+    if not path or not os.path.isfile(path):
+        return set()
+    with open(path, newline="", encoding="utf-8") as f:
+        return {r["name"] for r in csv.DictReader(f) if r.get("name")}
+
+
+def model_kind(name: str, manifest: set[str]) -> str:
+    if name.startswith("nas_"):
+        return "synthetic"
+    if not manifest or name in manifest:
+        return "real"
+    return "other"
+
+
+def load_data(data_dir=DEFAULT_DATA, manifest=DEFAULT_MANIFEST) -> Data:
+    """All ``*.sqlite`` profile stores under ``data_dir`` (one measurement per scenario and model:
+    the latest when stored twice)."""
+    from latpred.profiling.store import ProfileStore
+    stores = sorted(glob.glob(os.path.join(str(data_dir), "**", "*.sqlite"), recursive=True))
+    frames, paths = [], []
+    for p in stores:
+        with ProfileStore(p, readonly=True) as st:
+            f = st.frame()
+            m = st.models()
+        if len(f) == 0:
+            continue
+        ok = m[m["status"] == "ok"][["model", "scenario", "model_path", "measured_at"]]
+        frames.append(f.merge(ok.drop_duplicates(["model", "scenario"], keep="last"),
+                              on=["model", "scenario"], how="left"))
+        paths.append(p)
+    names = manifest_names(manifest)
+    if not frames:
+        return Data(pd.DataFrame(columns=["model", "scenario", "kind"]),
+                    pd.DataFrame(columns=["model", "scenario", "kind", "e2e_ms"]), stores, names)
+    ops = pd.concat(frames, ignore_index=True)
+    # one name per architecture across precisions: export writes int8 files as <name>.int8.tflite
+    ops["model"] = ops["model"].str.replace(r"\.int8$", "", regex=True)
+    # the latest measurement of a (scenario, model) wins
+    latest = ops.groupby(["scenario", "model"])["measured_at"].transform("max")
+    ops = ops[ops["measured_at"] == latest]
+    ops = ops[ops["model_hash"] == ops.groupby(["scenario", "model"])["model_hash"].transform("last")]
+    ops = ops.drop_duplicates(["scenario", "model", "op_index"], keep="last")
+    ops = ops[ops["e2e_ms"].notna() & (ops["e2e_ms"] > 0)].copy()
+    ops["kind"] = [model_kind(n, names) for n in ops["model"]]
+    ops = ops[ops["kind"] != "other"].reset_index(drop=True)
+    g = ops.groupby(["scenario", "model"], sort=False)
+    models = g.agg(e2e_ms=("e2e_ms", "first"), e2e_cv=("e2e_cv", "first"),
+                   sum_ops_ms=("latency_ms", "sum"), n_ops=("op_index", "size"),
+                   kind=("kind", "first"), model_path=("model_path", "first")).reset_index()
+    return Data(ops, models, paths, names)
+
+
+def split_synthetic(data: Data, seed: int = SPLIT_SEED) -> tuple[list[str], list[str]]:
+    """(training pool, test models) over all synthetic names; see the module docstring."""
+    names = sorted(data.models.loc[data.models["kind"] == "synthetic", "model"].unique())
+    if not names:
+        return [], []
+    perm = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    n_test = min(MAX_TEST, max(2, int(round(TEST_FRACTION * len(names)))))
+    n_test = min(n_test, len(names) - 1)
+    return sorted(perm[n_test:][:MAX_TRAIN]), sorted(perm[:n_test])
+
+
+def primary_scenario(data: Data) -> str | None:
+    """The default scenario (paper §5.1 'default setting'): fp32 on one CPU core if measured, else
+    the scenario with most synthetic models."""
+    counts = data.models[data.models["kind"] == "synthetic"].groupby("scenario").size()
+    if counts.empty:
+        return None
+    for s in counts.sort_values(ascending=False).index:
+        if s.endswith("/cpu1/fp32"):
+            return s
+    return counts.idxmax()
+
+
+def real_world(data: Data, scenario: str) -> list[str]:
+    return sorted(data.models_of(scenario, "real")["model"])
+
+
+def e2e(ops: pd.DataFrame) -> pd.Series:
+    return ops.groupby("model", sort=False)["e2e_ms"].first()
+
+
+# -- our predictor (paper §4): per-category models + overhead ------------------------------------
+def _groups(ops: pd.DataFrame, feature_set: str) -> np.ndarray:
+    if feature_set == "table3":
+        return ops["category"].to_numpy(dtype=object)
+    from latpred.baselines.nnmeter import kernel_type
+    return np.array([kernel_type(c, t) for c, t in zip(ops["category"], ops["op_type"])],
+                    dtype=object)
+
+
+def _design(ops: pd.DataFrame, group: str, feature_set: str) -> np.ndarray:
+    if feature_set == "table3":
+        names = FEATURES.get(group, FEATURES[C.OTHER])
+        return np.column_stack([ops[f].fillna(0.0).to_numpy(np.float64) for f in names])
+    from latpred.baselines.nnmeter import nnmeter_features
+    return nnmeter_features(ops, group)
+
+
+class Ours:
+    """The paper's predictor: T_overhead + Σ f_category(x̂) (§4.2), fitted on training ops.
+
+    ``feature_set``: 'table3' (Table 3 per category) or 'nnmeter' (nn-Meter's kernels and features,
+    ablation); ``objective``: 'mspe' (Eq. 1, latpred.predictors.methods) or 'mse' (plain squared
+    error; lasso and gbdt only, ablation); ``overhead``: add the mean training e2e − Σ op."""
+
+    def __init__(self, method: str, *, feature_set: str = "table3", objective: str = "mspe",
+                 overhead: bool = True, quick: bool = False, seed: int = 0):
+        self.method, self.feature_set, self.objective = method, feature_set, objective
+        self.overhead_on, self.quick, self.seed = overhead, quick, seed
+        self.models: dict[str, object] = {}
+        self.medians: dict[str, float] = {}
+        self.global_median = float("nan")
+        self.overhead_ms = 0.0
+
+    def fit(self, train_ops: pd.DataFrame) -> "Ours":
+        from latpred.predictors.methods import fit_category
+        train_ops = train_ops[train_ops["latency_ms"] > 0]
+        groups = _groups(train_ops, self.feature_set)
+        y_all = train_ops["latency_ms"].to_numpy(np.float64)
+        self.global_median = float(np.median(y_all))
+        grid = QUICK_GRIDS[self.method] if self.quick else None
+        for g in sorted(set(groups)):
+            rows = groups == g
+            y = y_all[rows]
+            self.medians[g] = float(np.median(y))
+            if rows.sum() < MIN_FIT_ROWS:
+                continue
+            X = _design(train_ops[rows], g, self.feature_set)
+            if self.objective == "mspe":
+                self.models[g] = fit_category(self.method, g, (), X, y, grid=grid, seed=self.seed)
+            else:
+                self.models[g] = fit_mse(self.method, X, y, quick=self.quick, seed=self.seed)
+        if self.overhead_on:
+            m = train_ops.groupby("model", sort=False).agg(e2e=("e2e_ms", "first"),
+                                                           s=("latency_ms", "sum"))
+            self.overhead_ms = float((m["e2e"] - m["s"]).mean())
+        return self
+
+    def predict_ops(self, ops: pd.DataFrame) -> np.ndarray:
+        groups = _groups(ops, self.feature_set)
+        out = np.full(len(ops), self.global_median)
+        for g in set(groups):
+            rows = groups == g
+            if g in self.models:
+                out[rows] = self.models[g].predict(_design(ops[rows], g, self.feature_set))
+            elif g in self.medians:
+                out[rows] = self.medians[g]
+        return out
+
+    def predict_models(self, ops: pd.DataFrame) -> pd.Series:
+        s = pd.Series(self.predict_ops(ops), index=ops.index).groupby(ops["model"], sort=False).sum()
+        return s + self.overhead_ms
+
+
+class _MseModel:
+    def __init__(self, mean, std, est):
+        self.mean, self.std, self.est = mean, std, est
+
+    def predict(self, X):
+        return np.maximum(self.est.predict((np.asarray(X, np.float64) - self.mean) / self.std), 0.0)
+
+
+def fit_mse(method: str, X: np.ndarray, y: np.ndarray, *, quick: bool, seed: int) -> _MseModel:
+    """Plain squared-error counterpart of latpred's MSPE fit (same standardisation and grids, 5-fold
+    CV on squared error) — the 'MSPE vs MSE' ablation."""
+    import warnings
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import KFold
+    from latpred.predictors.methods import search_space
+    if method not in ("lasso", "gbdt"):
+        raise ValueError("the MSE ablation covers lasso and gbdt")
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    Z = (X - mean) / std
+    grid = QUICK_GRIDS[method] if quick else search_space(method)
+    folds = list(KFold(n_splits=min(5, len(y)), shuffle=True, random_state=seed).split(Z))
+
+    def make(p):
+        if method == "lasso":
+            from sklearn.linear_model import Lasso
+            return Lasso(alpha=p, positive=True, max_iter=20000)
+        from lightgbm import LGBMRegressor
+        return LGBMRegressor(n_estimators=p[0], min_child_samples=p[1], learning_rate=0.1,
+                             num_leaves=31, random_state=seed, n_jobs=1, verbose=-1,
+                             deterministic=True, force_row_wise=True)
+
+    if method == "lasso":
+        cands = list(grid["alpha"])
+    else:
+        stages = sorted(grid["n_estimators"])
+        cands = [(s, m) for m in grid["min_child_samples"] for s in stages[::max(1, len(stages) // 10)]]
+    best = (np.inf, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for p in cands:
+            err = 0.0
+            for tr, va in folds:
+                est = make(p).fit(Z[tr], y[tr])
+                err += float(np.mean((np.maximum(est.predict(Z[va]), 0) - y[va]) ** 2))
+            if err < best[0]:
+                best = (err, p)
+        est = make(best[1]).fit(Z, y)
+    return _MseModel(mean, std, est)
+
+
+# -- metrics -----------------------------------------------------------------------------------------
+def scores(y_true, y_pred) -> dict[str, float]:
+    """MAPE and ±1/5/10 % accuracy (share of models within that relative error), in %."""
+    yt = np.asarray(y_true, dtype=np.float64)
+    yp = np.asarray(y_pred, dtype=np.float64)
+    ok = np.isfinite(yt) & np.isfinite(yp) & (yt > 0)
+    if not ok.any():
+        return {"n": 0, "mape": np.nan, "acc1": np.nan, "acc5": np.nan, "acc10": np.nan}
+    err = np.abs(yp[ok] - yt[ok]) / yt[ok]
+    return {"n": int(ok.sum()), "mape": 100 * float(err.mean()),
+            "acc1": 100 * float(np.mean(err <= 0.01)), "acc5": 100 * float(np.mean(err <= 0.05)),
+            "acc10": 100 * float(np.mean(err <= 0.10))}
+
+
+def e2e_scores(predictor, ops: pd.DataFrame) -> dict[str, float]:
+    pred = predictor.predict_models(ops)
+    true = e2e(ops).reindex(pred.index)
+    return scores(true.to_numpy(), pred.to_numpy())
+
+
+CATEGORY_GROUPS = {"conv": (C.CONV2D, C.GROUPED_CONV2D), "depthwise": (C.DEPTHWISE_CONV2D,)}
+
+
+def category_scores(op_pred: np.ndarray, ops: pd.DataFrame) -> dict[str, float]:
+    """Op-level MAPE (%) for convolutions, depthwise convolutions and all other ops."""
+    out = {}
+    y = ops["latency_ms"].to_numpy(np.float64)
+    cat = ops["category"].to_numpy()
+    conv_like = np.zeros(len(ops), bool)
+    for name, cats in CATEGORY_GROUPS.items():
+        rows = np.isin(cat, cats)
+        conv_like |= rows
+        out[f"{name}_mape"] = scores(y[rows], op_pred[rows])["mape"]
+    out["rest_mape"] = scores(y[~conv_like], op_pred[~conv_like])["mape"]
+    return out
+
+
+# -- fitting with a cache (a full run reuses fits across experiments and resumes) --------------------
+def _fingerprint(ops: pd.DataFrame) -> str:
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(ops[["model", "op_index", "latency_ms", "e2e_ms"]],
+                                        index=False).values.tobytes())
+    return h.hexdigest()[:20]
+
+
+def fit_cached(out_dir, label: str, make, train_ops: pd.DataFrame):
+    """``make()`` -> an unfitted predictor; fitted on ``train_ops``, cached under ``out_dir/.cache``
+    by label + data fingerprint, written atomically."""
+    cache = Path(out_dir) / ".cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(f"{label}|{_fingerprint(train_ops)}".encode()).hexdigest()[:24]
+    path = cache / f"{key}.pkl"
+    if path.exists():
+        try:
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        except Exception:
+            path.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    model = make().fit(train_ops)
+    model.fit_seconds_total = time.perf_counter() - t0
+    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(model, f)
+        os.replace(tmp, path)
+    except Exception:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return model
+
+
+def fit_ours(out_dir, scenario: str, method: str, train_ops, quick: bool, **kw) -> Ours:
+    label = f"ours|{scenario}|{method}|{quick}|{sorted(kw.items())}"
+    return fit_cached(out_dir, label, lambda: Ours(method, quick=quick, **kw), train_ops)
+
+
+# -- output ---------------------------------------------------------------------------------------
+def write_csv(df: pd.DataFrame, out_dir, name: str) -> Path:
+    path = Path(out_dir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".csv.tmp")
+    os.close(fd)
+    try:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_png(fig, out_dir, name: str) -> Path:
+    import matplotlib.pyplot as plt
+    path = Path(out_dir) / name
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_status(out_dir, experiment: str, status: str, reason: str = "", **extra) -> None:
+    """``<experiment>.status.json``: ok / skipped (with why), read by the README generator."""
+    path = Path(out_dir) / f"{experiment}.status.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"experiment": experiment, "status": status, "reason": reason,
+                               **extra}, indent=1))
+    os.replace(tmp, path)
+
+
+def read_status(out_dir, experiment: str) -> dict:
+    path = Path(out_dir) / f"{experiment}.status.json"
+    if not path.exists():
+        return {"status": "missing", "reason": "not run yet"}
+    return json.loads(path.read_text())
+
+
+def skip(out_dir, experiment: str, reason: str) -> None:
+    print(f"[{experiment}] skipped: {reason}")
+    write_status(out_dir, experiment, "skipped", reason)
+
+
+def plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+    return pyplot
+
+
+def arg_parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder of profile stores (*.sqlite)")
+    p.add_argument("--manifest", default=str(DEFAULT_MANIFEST),
+                   help="zoo manifest CSV naming the real-world models")
+    p.add_argument("--out", default=str(DEFAULT_RESULTS), help="results folder")
+    p.add_argument("--quick", action="store_true", help="reduced run (fewer models/draws, grids)")
+    return p
+
+
+def fmt(v, digits: int = 1) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return f"{float(v):.{digits}f}"
+
+
+def md_table(df: pd.DataFrame, digits: int = 1) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(fmt(r[c], digits) if not isinstance(r[c], str) else r[c]
+                                       for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def section_or_nodata(out_dir, experiment: str, title: str, csv: str, render) -> str:
+    """A README section: ``render(df)`` of the experiment's CSV, or 'no data yet' and why."""
+    st = read_status(out_dir, experiment)
+    path = Path(out_dir) / csv
+    head = f"## {title}\n\n"
+    if st.get("status") != "ok" or not path.exists():
+        return head + f"**{NO_DATA}** — {st.get('reason', '')}\n"
+    return head + render(pd.read_csv(path))

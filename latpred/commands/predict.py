@@ -1,0 +1,42 @@
+"""`latpred predict P MODEL... [--json]`: predicted end-to-end latency and per-op breakdown."""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "predict", help="predict the latency of models with a trained bundle",
+        description="Predict end-to-end latency (overhead + sum of per-op predictions) of .tflite or "
+                    ".onnx models without running them. --json prints a list of {model, latency_ms, "
+                    "overhead_ms, ops: [{index, type, category, latency_ms, fallback}]}.")
+    p.add_argument("bundle", metavar="P", help="bundle file written by `latpred train`")
+    p.add_argument("models", nargs="+", metavar="MODEL", help=".tflite or .onnx files")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--ops", action="store_true", help="table: also list every op")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..predictors import load
+
+    predictor = load(args.bundle)
+    preds = predictor.predict_many(args.models)
+    if args.json:
+        json.dump([p.to_dict() for p in preds], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    print(f"{predictor.method} predictor for {predictor.scenario} "
+          f"(overhead {predictor.overhead_ms:.4f} ms)")
+    width = max(12, *(len(p.model) for p in preds))
+    print(f"{'model':<{width}}  {'latency ms':>11}  {'ops':>5}  {'fallback ops':>12}")
+    for p in preds:
+        print(f"{p.model:<{width}}  {p.latency_ms:>11.4f}  {len(p.op_index):>5}  "
+              f"{len(p.fallback_ops):>12}")
+        if args.ops:
+            for row in p.ops.itertuples(index=False):
+                mark = "  (fallback)" if row.fallback else ""
+                print(f"    {row.index:>4}  {row.type:<22} {row.category:<16}"
+                      f"{row.latency_ms:>11.4f}{mark}")
+    return 0

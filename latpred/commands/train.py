@@ -1,0 +1,99 @@
+"""`latpred train STORE --method lasso|rf|gbdt|mlp|all --out P`: fit per-category predictors.
+
+With one method, P is the bundle file. With ``all``, P is a folder (created if needed) that gets one
+bundle per method: ``P/lasso.joblib``, ``P/rf.joblib``, ``P/gbdt.joblib``, ``P/mlp.joblib``."""
+from __future__ import annotations
+
+import os
+import time
+
+from ..errors import LatpredError
+from ..predictors.methods import METHODS
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train per-category latency predictors from a profile store",
+        description="Fit one latency model per op category (or GPU kernel type) of one scenario on "
+                    "the mean squared percentage error, estimate the framework overhead, and save "
+                    "everything as a predictor bundle. With --method all, --out is a folder that "
+                    "gets one bundle per method (lasso.joblib, rf.joblib, gbdt.joblib, mlp.joblib).")
+    p.add_argument("store", metavar="STORE", help="profile store written by `latpred profile`")
+    p.add_argument("--scenario", help="scenario id (may be left out when the store holds one)")
+    p.add_argument("--method", required=True, choices=METHODS + ("all",))
+    p.add_argument("--train-models", metavar="FILE",
+                   help="train on these models only: one name, file path or hash per line "
+                        "(default: every model of the scenario)")
+    p.add_argument("--full-grid", action="store_true",
+                   help="the paper's full hyper-parameter search (much slower; see "
+                        "latpred.predictors.methods)")
+    p.add_argument("--min-samples", type=int, default=None, metavar="N",
+                   help="categories with fewer training ops use the fallback (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=1, help="threads for RF/GBDT/MLP (default 1)")
+    p.add_argument("--out", required=True, metavar="P",
+                   help="bundle file (one method) or folder (--method all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def bundle_paths(out: str, methods: tuple[str, ...], all_methods: bool) -> dict[str, str]:
+    if not all_methods:
+        if os.path.isdir(out):
+            raise LatpredError(f"{out}: is a folder; --out needs a bundle file name for one method")
+        return {methods[0]: out}
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise LatpredError(f"{out}: --method all needs --out to be a folder")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise LatpredError(f"{out}: folder {parent} does not exist")
+    os.makedirs(out, exist_ok=True)
+    return {m: os.path.join(out, f"{m}.joblib") for m in methods}
+
+
+def run(args) -> int:
+    from ..predictors import MIN_SAMPLES, read_model_list, save_bundle, train_bundle
+    from ..profiling.store import ProfileStore
+
+    if not os.path.isfile(args.store):
+        raise LatpredError(f"{args.store}: no such profile store")
+    all_methods = args.method == "all"
+    methods = METHODS if all_methods else (args.method,)
+    paths = bundle_paths(args.out, methods, all_methods)
+    train_models = read_model_list(args.train_models) if args.train_models else None
+    with ProfileStore(args.store, readonly=True) as store:
+        scenarios = store.scenarios()
+        if args.scenario is None and len(scenarios) > 1:
+            raise LatpredError(f"{args.store} holds several scenarios; pick one with --scenario "
+                               f"({', '.join(scenarios)})")
+        if not scenarios:
+            raise LatpredError(f"{args.store}: no measured models to train on")
+        scenario = args.scenario or scenarios[0]
+        if scenario not in scenarios:
+            raise LatpredError(f"scenario {scenario!r} not in {args.store} "
+                               f"(has: {', '.join(scenarios)})")
+        frame = store.frame(scenario)
+        models = store.models(scenario)
+        models = models[models["status"] == "ok"]
+    measured_on = {}
+    if len(models):
+        first = models.iloc[0].to_dict()
+        measured_on = {k: first[k] for k in ("device", "backend", "core_config", "threads",
+                                             "runtime_version", "cpu_model", "logical_cpus")
+                       if k in first and first[k] == first[k]}
+    for method, path in paths.items():
+        t0 = time.perf_counter()
+        bundle = train_bundle(frame, method, scenario, train_models=train_models,
+                              full_grid=args.full_grid,
+                              min_samples=MIN_SAMPLES if args.min_samples is None
+                              else args.min_samples,
+                              seed=args.seed, n_jobs=max(1, args.jobs), progress=not args.quiet,
+                              measured_on=measured_on)
+        save_bundle(bundle, path)
+        t = bundle.training
+        fb = t["fallback_categories"]
+        print(f"{method}: {t['n_models']} models, {sum(t['n_ops'].values())} ops, "
+              f"{len(bundle.models)} category models, overhead {bundle.overhead_ms:.4f} ms, "
+              f"{time.perf_counter() - t0:.1f} s -> {path}"
+              + (f" (fallback for {', '.join(sorted(fb))})" if fb else ""))
+    return 0

@@ -1,0 +1,229 @@
+"""Predict end-to-end latency: T_overhead + Σ per-op predictions (paper §4.2).
+
+Many models at once are predicted in one pass per category: every op row of every model is grouped
+by category, each category model predicts its whole matrix once, and the results are scattered
+back. Rows come from a ModelGraph through the bundle's row builder (:func:`op_rows` by default: one
+row per op with ``op_features``), or are given directly (e.g. GPU kernels after fusion and kernel
+selection, keyed by kernel type) to :meth:`Predictor.predict_rows` (per-row ms) or
+:meth:`Predictor.predict_rows_many` (whole-model Predictions).
+
+Fallback: an op whose category has no model in the bundle (never seen in training, or too few
+samples) is predicted as ``ms_per_element x (input_size + output_size)`` (``param_size`` when the
+row has neither), with a median-latency constant when the row has no size at all (see
+:class:`~latpred.predictors.bundle.Fallback`). A warning names the categories, and the per-op
+breakdown marks those ops with ``fallback=True``.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import LatpredError
+from ..ir import ModelGraph
+from .bundle import Bundle, load_bundle
+
+log = logging.getLogger("latpred")
+
+
+class OpRow(NamedTuple):
+    """One unit of execution to predict: an op (CPU) or a kernel (GPU)."""
+    index: int
+    type: str
+    category: str
+    features: dict[str, float]
+
+
+def op_rows(graph: ModelGraph) -> list[OpRow]:
+    """Default row builder: one row per op of the graph with its Table 3 features."""
+    from ..features import op_features
+    return [OpRow(op.index, op.type, op.category, op_features(graph, op)) for op in graph.ops]
+
+
+@dataclass
+class Prediction:
+    """Predicted latency of one model; ``ops`` is the per-op breakdown as a DataFrame."""
+    model: str
+    latency_ms: float
+    overhead_ms: float
+    op_index: np.ndarray = field(repr=False)
+    op_type: list[str] = field(repr=False)
+    op_category: list[str] = field(repr=False)
+    op_latency_ms: np.ndarray = field(repr=False)
+    op_fallback: np.ndarray = field(repr=False)
+    _ops: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def ops(self) -> pd.DataFrame:
+        """Columns: index, type, category, latency_ms, fallback (built on first access)."""
+        if self._ops is None:
+            self._ops = pd.DataFrame({"index": self.op_index, "type": self.op_type,
+                                      "category": self.op_category,
+                                      "latency_ms": self.op_latency_ms,
+                                      "fallback": self.op_fallback})
+        return self._ops
+
+    @property
+    def fallback_ops(self) -> list[int]:
+        """Indices of the ops predicted by the fallback (no model for their category)."""
+        return [int(i) for i in self.op_index[self.op_fallback]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "latency_ms": float(self.latency_ms),
+                "overhead_ms": float(self.overhead_ms),
+                "ops": [{"index": int(i), "type": t, "category": c, "latency_ms": float(v),
+                         "fallback": bool(f)}
+                        for i, t, c, v, f in zip(self.op_index, self.op_type, self.op_category,
+                                                 self.op_latency_ms, self.op_fallback)]}
+
+
+def _as_row(item: Any, position: int) -> OpRow:
+    if isinstance(item, OpRow):
+        return item
+    if isinstance(item, dict):
+        return OpRow(int(item.get("index", position)), str(item.get("type", item["category"])),
+                     str(item["category"]), item["features"])
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        category, feats = item
+        return OpRow(position, str(category), str(category), feats)
+    if isinstance(item, (tuple, list)) and len(item) == 4:
+        return OpRow(int(item[0]), str(item[1]), str(item[2]), item[3])
+    raise TypeError("a row is OpRow, (category, features), (index, type, category, features) or "
+                    "a dict with category and features")
+
+
+class Predictor:
+    """A loaded bundle, ready to predict models (see module doc)."""
+
+    def __init__(self, bundle: Bundle, path: str | None = None):
+        self.bundle = bundle
+        self.path = path
+        self._row_builder: Callable[[ModelGraph], list] | None = None
+        self._warned: set[str] = set()
+
+    scenario = property(lambda self: self.bundle.scenario)
+    method = property(lambda self: self.bundle.method)
+    overhead_ms = property(lambda self: self.bundle.overhead_ms)
+    categories = property(lambda self: sorted(self.bundle.models))
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.bundle.describe()})"
+
+    # -- inputs -----------------------------------------------------------------------------------
+    @property
+    def row_builder(self) -> Callable[[ModelGraph], list]:
+        if self._row_builder is None:
+            spec = self.bundle.row_builder
+            try:
+                module, func = spec.split(":")
+                self._row_builder = getattr(importlib.import_module(module), func)
+            except (ValueError, ImportError, AttributeError):
+                raise LatpredError(f"bundle needs row builder {spec!r}, which this latpred "
+                                   f"lacks") from None
+        return self._row_builder
+
+    def _graph(self, model: str | os.PathLike | ModelGraph) -> tuple[str, ModelGraph]:
+        if isinstance(model, ModelGraph):
+            return str(model.name or model.path or "model"), model
+        from ..readers import read_model
+        return os.fspath(model), read_model(model)
+
+    # -- predicting -------------------------------------------------------------------------------
+    def predict(self, model: str | os.PathLike | ModelGraph) -> Prediction:
+        """Predict one model given as a file path or an already-read ModelGraph."""
+        return self.predict_many([model])[0]
+
+    def predict_many(self, models: Iterable[str | os.PathLike | ModelGraph],
+                     progress: bool = False) -> list[Prediction]:
+        """Predict many models; all their ops go through each category model in one call."""
+        models = list(models)
+        it = models
+        if progress:
+            from tqdm import tqdm
+            it = tqdm(models, unit="model", desc="read", dynamic_ncols=True)
+        names, row_lists = [], []
+        for m in it:
+            name, graph = self._graph(m)
+            names.append(name)
+            row_lists.append(self.row_builder(graph))
+        return self.predict_rows_many(row_lists, names)
+
+    def predict_rows(self, rows: Sequence[Any]) -> np.ndarray:
+        """Per-row latency (ms, no overhead) for rows given directly, e.g. GPU kernels.
+
+        A row is an ``OpRow``, a ``(category, features)`` pair, ``(index, type, category,
+        features)`` or a dict with ``category`` and ``features``; ``features`` holds at least the
+        bundle's feature names for that category (missing names count as 0)."""
+        return self.predict_rows_many([rows])[0].op_latency_ms
+
+    def predict_rows_model(self, rows: Sequence[Any], name: str = "rows") -> Prediction:
+        """Like :meth:`predict_rows`, as a whole-model Prediction (overhead added)."""
+        return self.predict_rows_many([rows], [name])[0]
+
+    def predict_rows_many(self, row_lists: Sequence[Sequence[Any]],
+                          names: Sequence[str] | None = None) -> list[Prediction]:
+        names = list(names) if names is not None else [f"model{i}" for i in range(len(row_lists))]
+        if len(names) != len(row_lists):
+            raise ValueError("names and row_lists differ in length")
+        rows = [[_as_row(r, i) for i, r in enumerate(rl)] for rl in row_lists]
+        flat = [r for rl in rows for r in rl]
+        latency = np.zeros(len(flat))
+        fallback = np.zeros(len(flat), dtype=bool)
+        by_cat: dict[str, list[int]] = {}
+        for pos, r in enumerate(flat):
+            by_cat.setdefault(r.category, []).append(pos)
+        fell_back: dict[str, int] = {}
+        for cat, positions in by_cat.items():
+            model = self.bundle.models.get(cat)
+            if model is not None:
+                names_ = model.features
+                X = np.array([[flat[p].features.get(n, 0.0) for n in names_] for p in positions],
+                             dtype=np.float64).reshape(len(positions), len(names_))
+                latency[positions] = model.predict(np.nan_to_num(X))
+            else:
+                latency[positions] = self._fallback([flat[p].features for p in positions])
+                fallback[positions] = True
+                fell_back[cat] = len(positions)
+        self._warn_fallback(fell_back)
+        out, start = [], 0
+        overhead = float(self.bundle.overhead_ms)
+        for name, rl in zip(names, rows):
+            end = start + len(rl)
+            lat = latency[start:end]
+            out.append(Prediction(
+                model=name, latency_ms=overhead + float(lat.sum()), overhead_ms=overhead,
+                op_index=np.array([r.index for r in rl], dtype=np.int64),
+                op_type=[r.type for r in rl], op_category=[r.category for r in rl],
+                op_latency_ms=lat.copy(), op_fallback=fallback[start:end].copy()))
+            start = end
+        return out
+
+    def _fallback(self, feats: list[dict[str, float]]) -> np.ndarray:
+        fb = self.bundle.fallback
+        out = np.empty(len(feats))
+        for i, f in enumerate(feats):
+            if "input_size" in f or "output_size" in f:
+                size = float(f.get("input_size", 0.0) or 0.0) + float(f.get("output_size", 0.0) or 0.0)
+            else:
+                size = float(f.get("param_size", 0.0) or 0.0)
+            out[i] = fb.ms_per_element * size if size > 0 and fb.ms_per_element > 0 \
+                else fb.constant_ms
+        return out
+
+    def _warn_fallback(self, fell_back: dict[str, int]) -> None:
+        new = {c: n for c, n in fell_back.items() if c not in self._warned}
+        if new:
+            self._warned.update(new)
+            cats = ", ".join(f"{c} ({n} ops)" for c, n in sorted(new.items()))
+            log.warning("no trained %s model for %s in this bundle; predicted with the "
+                        "latency-per-element fallback", self.bundle.method, cats)
+
+
+def load(path: str | os.PathLike) -> Predictor:
+    """Load a bundle file written by ``latpred train`` as a :class:`Predictor`."""
+    return Predictor(load_bundle(path), os.fspath(path))
