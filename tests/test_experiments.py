@@ -168,7 +168,7 @@ def test_baselines_report_all_methods_and_lut_coverage(quick_run):
     df = pd.read_csv(quick_run["out"] / "baselines.csv")
     assert set(df["method"]) == {"ours-lasso", "ours-gbdt", "flops", "nnmeter", "gcn", "lut"}
     assert set(df["test"]) == {"synthetic", "real"}
-    for _, r in df.iterrows():
+    for _, r in df[df["n"] > 0].iterrows():
         assert r["acc1"] <= r["acc5"] <= r["acc10"] <= 100
     lut = df[df["method"] == "lut"].set_index("test")
     assert 0 <= lut.loc["real", "op_coverage"] < 100   # unseen real-world ops are not in the table

@@ -235,20 +235,6 @@ def test_cli_json_and_errors(models):
 
 
 # ---- GPU predictors: SYNTHETIC data only (tests the training path; never an accuracy figure) ------
-class _PerCategoryLinear:
-    """Stand-in per-category linear model, used only to exercise the kernel-level GPU path."""
-
-    def __init__(self, df, overhead_ms):
-        from sklearn.linear_model import LinearRegression
-        self.overhead_ms = overhead_ms
-        self.models = {cat: LinearRegression().fit(sub[["flops", "input_size"]].to_numpy(), sub["latency_ms"])
-                       for cat, sub in df.groupby("category")}
-
-    def predict_rows(self, rows):
-        return [float(self.models[c].predict(np.array([[f.get("flops", 0.0), f.get("input_size", 0.0)]]))[0])
-                for c, f in rows]
-
-
 def test_gpu_training_rows_and_prediction_on_synthetic_data(graphs):
     import pandas as pd
     g = graphs["resnet18"]
@@ -266,10 +252,13 @@ def test_gpu_training_rows_and_prediction_on_synthetic_data(graphs):
     df = pd.DataFrame(rows)
     assert {"Conv2D", "Winograd"} <= set(df["category"])          # separate predictor keys
     assert df.groupby("category").size()["Winograd"] == 3 * 7
-    pred = _PerCategoryLinear(df, overhead_ms=1.0)
+    from latpred.predictors import Predictor, train_bundle
+    pred = Predictor(train_bundle(df, "lasso", "SYNTHETIC-gpu"))
+    assert {"Conv2D", "Winograd"} <= set(pred.categories)
+    assert pred.overhead_ms == pytest.approx(1.0)
     mali = predict_gpu(pred, g, "mali-g76")
     adreno = predict_gpu(pred, g, "adreno640")
-    assert len(mali.kernels_ms) == 24 and mali.e2e_ms == pytest.approx(sum(mali.kernels_ms) + 1.0)
+    assert len(mali.kernels_ms) == 24 and mali.e2e_ms == pytest.approx(sum(mali.kernels_ms) + pred.overhead_ms)
     assert mali.by_category["Winograd"] > 0 and "Winograd" not in adreno.by_category
     # Same convs as direct kernels on Adreno: predicted slower under the synthetic Winograd discount.
     assert adreno.e2e_ms > mali.e2e_ms

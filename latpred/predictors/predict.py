@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import operator
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
@@ -80,6 +81,16 @@ class Prediction:
                          "fallback": bool(f)}
                         for i, t, c, v, f in zip(self.op_index, self.op_type, self.op_category,
                                                  self.op_latency_ms, self.op_fallback)]}
+
+
+def _matrix(feats: list[dict[str, float]], names: tuple[str, ...]) -> np.ndarray:
+    """Rows of ``names`` from feature dicts (missing or NaN -> 0)."""
+    get = operator.itemgetter(*names) if len(names) > 1 else (lambda f: (f[names[0]],))
+    try:  # fast path: op_features gives exactly these keys
+        X = np.array([get(f) for f in feats], dtype=np.float64)
+    except KeyError:
+        X = np.array([[f.get(n, 0.0) for n in names] for f in feats], dtype=np.float64)
+    return np.nan_to_num(X.reshape(len(feats), len(names)), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _as_row(item: Any, position: int) -> OpRow:
@@ -181,10 +192,8 @@ class Predictor:
         for cat, positions in by_cat.items():
             model = self.bundle.models.get(cat)
             if model is not None:
-                names_ = model.features
-                X = np.array([[flat[p].features.get(n, 0.0) for n in names_] for p in positions],
-                             dtype=np.float64).reshape(len(positions), len(names_))
-                latency[positions] = model.predict(np.nan_to_num(X))
+                X = _matrix([flat[p].features for p in positions], model.features)
+                latency[positions] = model.predict(X)
             else:
                 latency[positions] = self._fallback([flat[p].features for p in positions])
                 fallback[positions] = True

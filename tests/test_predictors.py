@@ -1,0 +1,324 @@
+"""Predictors: the MSPE objective of each method, bundles, prediction with fallback, evaluation and
+the train/predict/evaluate CLI, on tiny converter-made .tflite models profiled for real (host LiteRT,
+1 core). Method-level checks use small numpy data built so the expected behaviour is provable."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from latpred.errors import LatpredError
+from latpred.features import FEATURES, op_features
+from latpred.predictors import (BUNDLE_VERSION, Predictor, load, load_bundle, mspe, save_bundle,
+                                train_bundle)
+from latpred.predictors.evaluate import evaluate
+from latpred.predictors.methods import fit_category
+from latpred.profiling import profile_models
+from latpred.profiling.store import ProfileStore
+from latpred.readers import read_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_MLP = {"layers": [1], "width": [16], "lr": [5e-3], "weight_decay": [1e-5],
+            "max_epochs": [60]}
+
+
+# --------------------------------------------------------------------------------------------------
+# Real artefacts: varied tiny CNNs (tf.keras -> TFLiteConverter), profiled on the host
+
+def _keras_cnn(tf, seed: int, padded: bool = False):
+    L = tf.keras.layers
+    rng = np.random.default_rng(seed)
+    x0 = tf.keras.Input((32, 32, 3), batch_size=1)
+    x = L.Conv2D(int(rng.choice([8, 16, 24])), 3, strides=2, padding="same", activation="relu")(x0)
+    if padded:  # PAD ops: a category none of the training models has
+        x = L.ZeroPadding2D(2)(x)
+        x = L.Conv2D(16, 3, activation="relu")(x)
+    for _ in range(int(rng.integers(1, 4))):
+        c = int(rng.choice([8, 16, 32, 48]))
+        y = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+        y = L.Conv2D(c, int(rng.choice([1, 3, 5])), padding="same")(y)
+        if c == x.shape[-1]:
+            x = L.Add()([x, y])
+        else:
+            x = L.Concatenate()([L.Conv2D(c // 2, 1)(x), L.Conv2D(c // 2, 1)(y)])
+    x = L.MaxPool2D(2)(x)
+    x = L.GlobalAveragePooling2D()(x)
+    x = L.Dense(10)(x)
+    return tf.keras.Model(x0, x)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    import tensorflow as tf
+    root = tmp_path_factory.mktemp("predictor_models")
+    paths = []
+    for seed in range(10):
+        model = _keras_cnn(tf, seed, padded=seed == 9)
+        path = root / f"cnn{seed}.tflite"
+        path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+        paths.append(str(path))
+    store_path = str(tmp_path_factory.mktemp("predictor_store") / "profiles.db")
+    profile_models(paths, store_path, runs=10, warmup=2, budget_s=0.3, progress=False)
+    with ProfileStore(store_path) as st:
+        frame = st.frame()
+    train = [f"cnn{i}" for i in range(7)]
+    held_out = paths[7:]           # cnn7, cnn8 and the padded cnn9
+    bundles = {m: train_bundle(frame, m, train_models=train, seed=0) for m in ("lasso", "gbdt")}
+    return {"root": root, "paths": paths, "store": store_path, "frame": frame, "train": train,
+            "held_out": held_out, "bundles": bundles}
+
+
+def _cli(*argv):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "latpred", *argv], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=600)
+
+
+# --------------------------------------------------------------------------------------------------
+# Objective and methods (small numpy data)
+
+def test_lasso_mspe_objective_trades_absolute_for_relative_error():
+    # Two regimes no single line fits: small ops (y = x) and large ops (y = 3x - 200). Squared error
+    # is dominated by the large ops, squared *percentage* error by the small ones.
+    rng = np.random.default_rng(0)
+    small = rng.uniform(1, 10, 60)
+    large = rng.uniform(100, 110, 60)
+    x = np.concatenate([small, large])
+    y = np.concatenate([small, 3 * large - 200])
+    X = x.reshape(-1, 1)
+    ours = fit_category("lasso", "Conv2D", ("flops",), X, y, grid={"alpha": [1e-5]})
+    from sklearn.linear_model import Lasso
+    plain = Lasso(alpha=1e-5, positive=True, max_iter=20000, tol=1e-8)
+    plain.fit(ours.scaler.transform(X), y)
+    p_ours, p_plain = ours.predict(X), np.maximum(plain.predict(ours.scaler.transform(X)), 0)
+    assert mspe(y, p_ours) < mspe(y, p_plain)
+    assert np.mean((p_ours - y) ** 2) > np.mean((p_plain - y) ** 2)
+    is_small = np.arange(len(y)) < 60
+    assert np.mean(np.abs(p_ours - y)[is_small] / y[is_small]) < \
+        np.mean(np.abs(p_plain - y)[is_small] / y[is_small])
+
+
+@pytest.mark.parametrize("method,grid,rel_tol", [
+    ("gbdt", {"n_estimators": [1, 5, 20], "min_child_samples": [2]}, 1e-6),
+    ("mlp", {**TINY_MLP, "max_epochs": [300]}, 0.15),
+])
+def test_constant_features_give_the_mspe_optimal_constant(method, grid, rel_tol):
+    # With nothing to split on, the best constant under squared percentage error is
+    # sum(1/y) / sum(1/y^2) (about 1.28 here), far from the mean latency (about 28).
+    y = np.tile([1.0, 2.0, 10.0, 100.0], 10)
+    X = np.ones((len(y), 3))
+    model = fit_category(method, "Mean", ("a", "b", "c"), X, y, grid=grid)
+    best = np.sum(1 / y) / np.sum(1 / y ** 2)
+    pred = model.predict(X[:1])[0]
+    assert pred == pytest.approx(best, rel=rel_tol)
+    assert abs(pred - best) < abs(pred - y.mean()) / 10
+
+
+def test_lasso_weights_are_nonnegative_even_when_a_feature_lowers_latency():
+    rng = np.random.default_rng(1)
+    X = rng.uniform(1, 100, (200, 3))
+    y = 2 * X[:, 0] - 0.5 * X[:, 1] + 60 + rng.normal(0, 0.5, 200)   # feature 1 lowers latency
+    model = fit_category("lasso", "Conv2D", ("a", "b", "c"), X, y, grid={"alpha": [1e-5, 1e-3]})
+    coef = model.estimator["coef"]
+    assert np.all(coef >= 0)
+    assert coef[1] == 0.0 and coef[0] > 0
+    from sklearn.linear_model import LinearRegression
+    assert LinearRegression().fit(X, y).coef_[1] < 0   # unconstrained, it would be negative
+
+
+def test_standardisation_uses_training_mean_and_population_std():
+    rng = np.random.default_rng(2)
+    X = rng.uniform(0, 50, (40, 2))
+    X[:, 1] = 7.0                        # constant feature: must not turn into NaN
+    y = 0.3 * X[:, 0] + 1
+    model = fit_category("lasso", "Padding", ("a", "b"), X, y, grid={"alpha": [1e-4]})
+    np.testing.assert_allclose(model.scaler.mean, X.mean(axis=0))
+    np.testing.assert_allclose(model.scaler.std[0], X[:, 0].std(ddof=0))
+    X_new = rng.uniform(200, 300, (5, 2))   # other statistics: must still use the training ones
+    expected = (X_new - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0) \
+        @ model.estimator["coef"] + model.estimator["intercept"]
+    np.testing.assert_allclose(model.predict(X_new), np.maximum(expected, 0))
+    assert np.all(np.isfinite(model.predict(X_new)))
+
+
+def test_rf_search_stays_in_the_grid_and_uses_mspe_weights():
+    rng = np.random.default_rng(3)
+    X = rng.uniform(1, 10, (80, 2))
+    y = X[:, 0] ** 2 + X[:, 1]
+    grid = {"n_estimators": [2, 4], "min_samples_split": [2, 30]}
+    model = fit_category("rf", "Conv2D", ("a", "b"), X, y, grid=grid)
+    assert model.params["n_estimators"] in (2, 4)
+    assert model.params["min_samples_split"] in (2, 30)
+    assert np.isfinite(model.cv_mspe) and model.cv_mspe >= 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Bundles from real profiles
+
+def test_overhead_is_mean_of_e2e_minus_sum_of_ops_over_training_models(data):
+    frame = data["frame"]
+    train = frame[frame["model"].isin(data["train"])]
+    per_model = train.groupby("model").agg(e2e=("e2e_ms", "first"), ops=("latency_ms", "sum"))
+    expected = float((per_model["e2e"] - per_model["ops"]).mean())
+    for bundle in data["bundles"].values():
+        assert bundle.overhead_ms == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        assert bundle.training["n_models"] == len(data["train"])
+        assert sorted(bundle.training["models"]) == sorted(data["train"])
+        assert sum(bundle.training["n_ops"].values()) == len(train)
+
+
+def test_trained_lasso_bundle_has_nonnegative_weights_and_training_stats(data):
+    frame = data["frame"]
+    bundle = data["bundles"]["lasso"]
+    assert bundle.models, "no category was trained"
+    for cat, model in bundle.models.items():
+        assert np.all(model.estimator["coef"] >= 0)
+        rows = frame[frame["model"].isin(data["train"]) & (frame["category"] == cat)]
+        X = rows[list(FEATURES[cat])].fillna(0).to_numpy(dtype=float)
+        np.testing.assert_allclose(model.scaler.mean, X.mean(axis=0))
+
+
+def test_bundle_round_trip_gives_identical_predictions(data, tmp_path):
+    for method, bundle in data["bundles"].items():
+        path = save_bundle(bundle, tmp_path / f"{method}.joblib")
+        before = [p.op_latency_ms for p in Predictor(bundle).predict_many(data["held_out"])]
+        after = [p.op_latency_ms for p in load(path).predict_many(data["held_out"])]
+        for a, b in zip(before, after):
+            np.testing.assert_array_equal(a, b)
+        assert load_bundle(path).versions["lightgbm"]
+
+
+def test_incompatible_or_foreign_bundle_is_one_clear_error(data, tmp_path):
+    import copy
+    bundle = copy.deepcopy(data["bundles"]["lasso"])
+    bundle.format_version = BUNDLE_VERSION + 1
+    old = save_bundle(bundle, tmp_path / "old.joblib")
+    with pytest.raises(LatpredError, match="format version"):
+        load(old)
+    schema = copy.deepcopy(data["bundles"]["lasso"])
+    schema.features["Conv2D"] = ("input_hw", "flops")
+    other = save_bundle(schema, tmp_path / "schema.joblib")
+    with pytest.raises(LatpredError, match="feature schema"):
+        load(other)
+    with pytest.raises(LatpredError, match="not a latpred predictor bundle"):
+        load(data["paths"][0])      # a .tflite file
+    res = _cli("predict", old, data["paths"][0])
+    assert res.returncode == 2
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("latpred: ") and "Traceback" not in res.stderr
+
+
+def test_unseen_category_uses_reported_fallback_not_a_crash(data, caplog):
+    bundle = data["bundles"]["gbdt"]
+    assert "Padding" not in bundle.models
+    padded = data["paths"][9]
+    caplog.set_level(logging.WARNING, logger="latpred")
+    pred = Predictor(bundle).predict(padded)
+    ops = pred.ops
+    pad_ops = ops[ops["category"] == "Padding"]
+    assert len(pad_ops) >= 1
+    assert pad_ops["fallback"].all()
+    assert not ops[ops["category"] != "Padding"]["fallback"].any()
+    assert sorted(pred.fallback_ops) == sorted(pad_ops["index"].tolist())
+    assert np.all(pad_ops["latency_ms"] > 0) and np.isfinite(pred.latency_ms)
+    assert any("Padding" in r.getMessage() for r in caplog.records)
+    # The fallback scales with the op's size: a bigger PAD is predicted slower.
+    p = Predictor(bundle)
+    small = p.predict_rows([("Padding", {"input_size": 100.0, "output_size": 144.0})])
+    big = p.predict_rows([("Padding", {"input_size": 1e4, "output_size": 1.2e4})])
+    assert big[0] > small[0] > 0
+
+
+def test_predict_many_equals_predict_one_by_one_and_rows(data):
+    p = Predictor(data["bundles"]["gbdt"])
+    paths = data["held_out"] + data["paths"][:2]
+    many = p.predict_many(paths)
+    for path, m in zip(paths, many):
+        one = p.predict(path)
+        assert m.model == one.model == path
+        assert m.latency_ms == pytest.approx(one.latency_ms, rel=1e-12)
+        pd.testing.assert_frame_equal(m.ops, one.ops)
+        assert m.latency_ms == pytest.approx(m.overhead_ms + m.ops["latency_ms"].sum(), rel=1e-12)
+        graph = read_model(path)
+        rows = [(op.category, op_features(graph, op)) for op in graph.ops]
+        np.testing.assert_allclose(p.predict_rows(rows), one.op_latency_ms, rtol=1e-12)
+        assert p.predict(graph).latency_ms == pytest.approx(one.latency_ms, rel=1e-12)
+
+
+def test_evaluate_scores_only_held_out_models_from_stored_features(data):
+    p = Predictor(data["bundles"]["lasso"])
+    result = evaluate(p, data["frame"])
+    assert result.n_models == len(data["held_out"])
+    assert set(result.per_model["model"]) == {os.path.basename(x)[:-7] for x in data["held_out"]}
+    # Stored features give the same predictions as reading the model files.
+    for path in data["held_out"]:
+        name = os.path.basename(path)[:-7]
+        row = result.per_model[result.per_model["model"] == name].iloc[0]
+        assert row["predicted_ms"] == pytest.approx(p.predict(path).latency_ms, rel=1e-9)
+    err = (result.per_model["predicted_ms"] - result.per_model["measured_ms"]).abs() \
+        / result.per_model["measured_ms"]
+    assert result.e2e_mape == pytest.approx(err.mean())
+    assert result.within[0.10] == pytest.approx((err <= 0.10).mean())
+    assert result.within[0.01] <= result.within[0.05] <= result.within[0.10]
+    assert "Padding" in result.category_mape
+
+
+def test_training_input_errors_are_clear(data):
+    frame = data["frame"]
+    two = pd.concat([frame, frame.assign(scenario="other/litert-1/cpu1/fp32")])
+    with pytest.raises(LatpredError, match="several scenarios"):
+        train_bundle(two, "lasso")
+    with pytest.raises(LatpredError, match="not in the store"):
+        train_bundle(frame, "lasso", train_models=["cnn0", "no_such_model"])
+    with pytest.raises(LatpredError, match="unknown method"):
+        train_bundle(frame, "svm")
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+
+def test_cli_train_all_predict_json_and_evaluate(data, tmp_path):
+    listing = tmp_path / "train.txt"
+    listing.write_text("# training models\n" + "\n".join(data["train"]) + "\n")
+    out = tmp_path / "bundles"
+    res = _cli("train", data["store"], "--method", "all", "--train-models", str(listing),
+               "--out", str(out), "--quiet")
+    assert res.returncode == 0, res.stderr
+    for method in ("lasso", "rf", "gbdt", "mlp"):
+        bundle = load_bundle(out / f"{method}.joblib")
+        assert bundle.method == method and bundle.training["n_models"] == len(data["train"])
+
+    # JSON: model is the path as given (relative here), latency = overhead + sum of ops.
+    rel = os.path.relpath(data["paths"][8], ROOT)
+    res = _cli("predict", str(out / "gbdt.joblib"), rel, data["paths"][9], "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert [d["model"] for d in doc] == [rel, data["paths"][9]]
+    for d, path in zip(doc, (data["paths"][8], data["paths"][9])):
+        assert set(d) == {"model", "latency_ms", "overhead_ms", "ops"}
+        assert d["latency_ms"] == pytest.approx(d["overhead_ms"] + sum(o["latency_ms"]
+                                                                       for o in d["ops"]))
+        graph = read_model(path)
+        assert [o["index"] for o in d["ops"]] == [op.index for op in graph.ops]
+        assert [o["category"] for o in d["ops"]] == [op.category for op in graph.ops]
+        assert all({"index", "category", "latency_ms"} <= set(o) for o in d["ops"])
+    assert any(o["fallback"] for o in doc[1]["ops"])
+
+    res = _cli("evaluate", str(out / "lasso.joblib"), data["store"], "--json")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["n_models"] == len(data["held_out"])
+    assert 0 <= summary["e2e_mape"] < 10 and set(summary["within"]) == {"1%", "5%", "10%"}
+
+    res = _cli("predict", str(out / "gbdt.joblib"), str(tmp_path / "missing.tflite"))
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    res = _cli("train", data["store"], "--method", "lasso", "--scenario", "nope/litert-1/cpu1/fp32",
+               "--out", str(tmp_path / "x.joblib"))
+    assert res.returncode == 2 and "not in" in res.stderr
