@@ -249,6 +249,11 @@ def test_zoo_build_grouped_model_and_record_failures(tmp_path, monkeypatch):
     assert len(rows) == 104
     assert rows["regnetx002"]["status"] == "built" and rows["regnetx002"]["fp32_tflite"] == "built"
     assert rows["resnet10"]["status"] == "failed" and "converter exploded" in rows["resnet10"]["reason"]
+    # A new folder's manifest starts pending: the reference run's statuses are not copied.
+    assert rows["bagnet9"]["status"] == "pending" and rows["bagnet9"]["fp32_tflite"] == ""
+    mtime = path.stat().st_mtime_ns
+    again = zoo.build_zoo(tmp_path, ["regnetx002"], progress=False)
+    assert again == [("regnetx002", path, "")] and path.stat().st_mtime_ns == mtime
     graph = read_model(path)
     grouped = [op for op in graph.ops if op.category == "GroupedConv2D"]
     # RegNetX-200MF: 13 blocks, one 3x3 grouped conv each (group width 8).
@@ -256,3 +261,16 @@ def test_zoo_build_grouped_model_and_record_failures(tmp_path, monkeypatch):
     assert all(op.attrs["kernel_h"] == 3 for op in grouped)
     assert not [op for op in graph.ops if op.category == "Split"]
     assert graph.outputs and math.prod(graph.tensors[graph.outputs[0]].shape) == 1000
+
+
+def test_importing_sources_and_commands_does_not_import_tensorflow():
+    import subprocess
+    import sys
+    code = ("import sys, latpred.sources.nas, latpred.sources.export, latpred.sources.zoo, "
+            "latpred.sources.keras_build, latpred.sources.compat, latpred.commands.nas, "
+            "latpred.commands.zoo, argparse; sub = argparse.ArgumentParser().add_subparsers(); "
+            "latpred.commands.nas.register(sub); latpred.commands.zoo.register(sub); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow', 'tf_keras', 'tf2onnx', 'tf2cv')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

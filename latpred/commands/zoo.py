@@ -26,9 +26,10 @@ def register(subparsers) -> None:
 def run_list(args: argparse.Namespace) -> int:
     from ..sources.zoo import default_manifest, read_manifest
     rows = read_manifest(args.manifest) if args.manifest else default_manifest()
-    print(f"{'name':28s} {'family':16s} {'status':8s} reason")
+    print(f"{'name':26s} {'family':16s} {'status':8s} {'fp32':7s} {'int8':7s} {'onnx':7s} reason")
     for r in rows:
-        print(f"{r['name']:28s} {r['family']:16s} {r['status']:8s} {r['reason']}")
+        print(f"{r['name']:26s} {r['family']:16s} {r['status']:8s} {r['fp32_tflite'] or '-':7s} "
+              f"{r['int8_tflite'] or '-':7s} {r['fp32_onnx'] or '-':7s} {r['reason']}")
     return 0
 
 

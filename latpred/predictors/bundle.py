@@ -131,9 +131,10 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
 def check_schema(bundle: Bundle, where: str = "bundle") -> None:
     """Refuse a bundle whose per-category feature names differ from the current FEATURES."""
     for cat, names in bundle.features.items():
-        if tuple(category_features(cat)) != tuple(names):
+        current = category_features(cat)
+        if current != tuple(names):
             raise LatpredError(f"{where}: feature schema of category {cat} differs from this latpred "
-                               f"({len(names)} vs {len(current)} features); retrain with "
+                               f"({', '.join(names)} vs {', '.join(current)}); retrain with "
                                f"`latpred train`")
     for cat, model in bundle.models.items():
         if tuple(model.features) != tuple(bundle.features.get(cat, ())):

@@ -315,6 +315,8 @@ def _train_mlp_config(Ztr, ttr, Zva, tva, layers, width, lr, wd, max_epochs, see
             since_best += 1
             if since_best >= MLP_PATIENCE:
                 break
+    if best_state is None:  # validation error never finite (diverged): keep the last weights
+        best_state = [p.detach().clone() for p in net.parameters()]
     params = [p.numpy().astype(np.float32) for p in best_state]
     return best_err, list(zip(params[0::2], params[1::2]))
 

@@ -146,11 +146,13 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
                  min_samples: int = MIN_SAMPLES, seed: int = 0, n_jobs: int = 1,
                  progress: bool = False, measured_on: dict | None = None,
                  row_builder: str = DEFAULT_ROW_BUILDER,
-                 grids: dict[str, dict[str, list]] | None = None) -> Bundle:
+                 grids: dict[str, dict[str, list]] | None = None,
+                 out: str | os.PathLike | None = None) -> Bundle:
     """Fit one model per category of ``scenario`` with ``method`` and package them in a Bundle.
 
     ``train_models``: names/hashes of the models to train on (default: all of the scenario).
-    ``grids``: per-method search override, e.g. ``{"mlp": {...}}`` (tests, experiments)."""
+    ``grids``: per-method search override, e.g. ``{"mlp": {...}}`` (tests, experiments).
+    ``out``: also save the bundle there (atomically)."""
     if method not in METHODS:
         raise LatpredError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -207,6 +209,10 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
         "params": {c: m.params for c, m in models.items()},
         "trained_on": trainer_machine(), "measured_on": measured_on or {},
     }
-    return Bundle(scenario=scenario, method=method, models=models, features=features,
-                  overhead_ms=overhead, fallback=fit_fallback(frame), training=training,
-                  versions=library_versions(), row_builder=row_builder)
+    bundle = Bundle(scenario=scenario, method=method, models=models, features=features,
+                    overhead_ms=overhead, fallback=fit_fallback(frame), training=training,
+                    versions=library_versions(), row_builder=row_builder)
+    if out is not None:
+        from .bundle import save_bundle
+        save_bundle(bundle, out)
+    return bundle

@@ -56,11 +56,12 @@ def family_of(name: str) -> str:
     return _models[name].__module__.rsplit(".", 1)[-1]
 
 
-def default_manifest() -> list[dict[str, str]]:
-    """Rows of the packaged manifest, or fresh pending rows when it is not there."""
-    if MANIFEST_PATH.exists():
-        return read_manifest(MANIFEST_PATH)
-    return [_new_row(n, "") for n in REAL_WORLD_NAMES]
+def default_manifest(fresh: bool = False) -> list[dict[str, str]]:
+    """Rows of the packaged manifest (statuses of the reference run), or, with ``fresh``, the same
+    names and families with every status pending (for a new output folder)."""
+    rows = (read_manifest(MANIFEST_PATH) if MANIFEST_PATH.exists()
+            else [_new_row(n, "") for n in REAL_WORLD_NAMES])
+    return [_new_row(r["name"], r["family"]) for r in rows] if fresh else rows
 
 
 def _new_row(name: str, family: str) -> dict[str, str]:
@@ -131,8 +132,8 @@ def build_zoo(out_dir, names=None, precision: str = "fp32", fmt: str = "tflite",
               workers: int = 1, manifest=None, progress: bool = True):
     """Build real-world models into ``out_dir``; existing files are kept (resume).
 
-    Updates ``manifest`` (default ``<out_dir>/manifest.csv``, started from the packaged one) after
-    every model. Returns [(name, path or None, reason)] in the order of ``names``."""
+    Updates ``manifest`` (default ``<out_dir>/manifest.csv``, started with every status pending)
+    after every model. Returns [(name, path or None, reason)] in the order of ``names``."""
     check_target(precision, fmt)
     names = list(REAL_WORLD_NAMES if not names else names)
     unknown = [n for n in names if n not in REAL_WORLD_NAMES]
@@ -142,7 +143,7 @@ def build_zoo(out_dir, names=None, precision: str = "fp32", fmt: str = "tflite",
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Path(manifest) if manifest else out / "manifest.csv"
-    rows = read_manifest(manifest) if manifest.exists() else default_manifest()
+    rows = read_manifest(manifest) if manifest.exists() else default_manifest(fresh=True)
     by_name = {r["name"]: r for r in rows}
     for n in REAL_WORLD_NAMES:
         if n not in by_name:
