@@ -268,6 +268,9 @@ def test_evaluate_scores_only_held_out_models_from_stored_features(data):
     assert result.within[0.10] == pytest.approx((err <= 0.10).mean())
     assert result.within[0.01] <= result.within[0.05] <= result.within[0.10]
     assert "Padding" in result.category_mape
+    unmodelled = ~result.per_op["category"].isin(list(p.bundle.models))
+    assert result.fallback_ops == int(unmodelled.sum()) > 0
+    assert (result.per_op["fallback"] == unmodelled).all()
 
 
 def test_training_input_errors_are_clear(data):

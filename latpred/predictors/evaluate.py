@@ -29,11 +29,17 @@ class Evaluation:
     category_mape: dict[str, float]          # op-level MAPE per category
     category_ops: dict[str, int]
     per_model: pd.DataFrame = field(repr=False)   # model, measured_ms, predicted_ms, error
-    per_op: pd.DataFrame = field(repr=False)      # model, op_index, category, measured, predicted, fallback
+    # model, op_index, category, measured_ms, predicted_ms, fallback
+    per_op: pd.DataFrame = field(repr=False)
+
+    @property
+    def fallback_ops(self) -> int:
+        """Ops predicted by the fallback (their category has no model in the bundle)."""
+        return int(self.per_op["fallback"].sum())
 
     def to_dict(self) -> dict[str, Any]:
         return {"scenario": self.scenario, "method": self.method, "n_models": self.n_models,
-                "e2e_mape": self.e2e_mape,
+                "e2e_mape": self.e2e_mape, "fallback_ops": self.fallback_ops,
                 "within": {f"{int(round(b * 100))}%": v for b, v in self.within.items()},
                 "category_mape": self.category_mape, "category_ops": self.category_ops}
 
@@ -42,6 +48,9 @@ class Evaluation:
                  f"  end-to-end MAPE {self.e2e_mape * 100:.2f} %   within "
                  + ", ".join(f"±{int(round(b * 100))}%: {v * 100:.0f} %"
                              for b, v in self.within.items())]
+        if self.fallback_ops:
+            lines.append(f"  {self.fallback_ops} ops predicted by the fallback (no model for "
+                         f"their category)")
         lines.append(f"  {'category':<16}{'ops':>8}{'MAPE %':>10}")
         for cat in sorted(self.category_mape):
             lines.append(f"  {cat:<16}{self.category_ops[cat]:>8}"

@@ -217,7 +217,8 @@ class Predictor:
         out = np.empty(len(feats))
         for i, f in enumerate(feats):
             if "input_size" in f or "output_size" in f:
-                size = float(f.get("input_size", 0.0) or 0.0) + float(f.get("output_size", 0.0) or 0.0)
+                size = float(f.get("input_size", 0.0) or 0.0) \
+                    + float(f.get("output_size", 0.0) or 0.0)
             else:
                 size = float(f.get("param_size", 0.0) or 0.0)
             out[i] = fb.ms_per_element * size if size > 0 and fb.ms_per_element > 0 \
