@@ -35,7 +35,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from latpred import categories as C  # noqa: E402
-from latpred.features import FEATURES  # noqa: E402
 
 DEFAULT_DATA = ROOT / "datasets" / "host"
 DEFAULT_MANIFEST = ROOT / "datasets" / "zoo" / "manifest.csv"
@@ -45,7 +44,6 @@ TEST_FRACTION = 0.1
 MAX_TEST, MAX_TRAIN = 100, 900
 METHODS = ("lasso", "rf", "gbdt", "mlp")
 NO_DATA = "no data yet"
-MIN_FIT_ROWS = 5      # fewer training rows in a category: predict their median instead of a model
 
 # Reduced hyper-parameter grids of QUICK mode (the full run uses latpred's default search).
 QUICK_GRIDS = {
@@ -164,128 +162,58 @@ def e2e(ops: pd.DataFrame) -> pd.Series:
     return ops.groupby("model", sort=False)["e2e_ms"].first()
 
 
-# -- our predictor (paper §4): per-category models + overhead ------------------------------------
-def _groups(ops: pd.DataFrame, feature_set: str) -> np.ndarray:
-    if feature_set == "table3":
-        return ops["category"].to_numpy(dtype=object)
-    from latpred.baselines.nnmeter import kernel_type
-    return np.array([kernel_type(c, t) for c, t in zip(ops["category"], ops["op_type"])],
-                    dtype=object)
-
-
-def _design(ops: pd.DataFrame, group: str, feature_set: str) -> np.ndarray:
-    if feature_set == "table3":
-        names = FEATURES.get(group, FEATURES[C.OTHER])
-        return np.column_stack([ops[f].fillna(0.0).to_numpy(np.float64) for f in names])
-    from latpred.baselines.nnmeter import nnmeter_features
-    return nnmeter_features(ops, group)
-
-
+# -- our predictor (paper §4): trained and applied through the library ------------------------------
 class Ours:
-    """The paper's predictor: T_overhead + Σ f_category(x̂) (§4.2), fitted on training ops.
+    """The paper's predictor, T_overhead + Σ f_category(x̂) (§4.2), exactly as users get it: a
+    bundle from :func:`latpred.predictors.train_bundle` predicting stored op rows through its
+    :class:`~latpred.predictors.Predictor` (same features, fallback and overhead as ``latpred
+    predict``/``evaluate``).
 
-    ``feature_set``: 'table3' (Table 3 per category) or 'nnmeter' (nn-Meter's kernels and features,
-    ablation); ``objective``: 'mspe' (Eq. 1, latpred.predictors.methods) or 'mse' (plain squared
-    error; lasso and gbdt only, ablation); ``overhead``: add the mean training e2e − Σ op."""
+    ``objective``: 'mspe' (Eq. 1) or 'mse' (ablation); ``overhead``: 'mean' (paper), 'median' or
+    'none' (ablation). ``quick`` searches the reduced ``QUICK_GRIDS``."""
 
-    def __init__(self, method: str, *, feature_set: str = "table3", objective: str = "mspe",
-                 overhead: bool = True, quick: bool = False, seed: int = 0):
-        self.method, self.feature_set, self.objective = method, feature_set, objective
-        self.overhead_on, self.quick, self.seed = overhead, quick, seed
-        self.models: dict[str, object] = {}
-        self.medians: dict[str, float] = {}
-        self.global_median = float("nan")
-        self.overhead_ms = 0.0
+    def __init__(self, method: str, *, objective: str = "mspe", overhead: str = "mean",
+                 quick: bool = False, seed: int = 0):
+        self.method, self.objective, self.overhead = method, objective, overhead
+        self.quick, self.seed = quick, seed
+        self.predictor = None
 
     def fit(self, train_ops: pd.DataFrame) -> "Ours":
-        from latpred.predictors.methods import fit_category
-        train_ops = train_ops[train_ops["latency_ms"] > 0]
-        groups = _groups(train_ops, self.feature_set)
-        y_all = train_ops["latency_ms"].to_numpy(np.float64)
-        self.global_median = float(np.median(y_all))
-        grid = QUICK_GRIDS[self.method] if self.quick else None
-        for g in sorted(set(groups)):
-            rows = groups == g
-            y = y_all[rows]
-            self.medians[g] = float(np.median(y))
-            if rows.sum() < MIN_FIT_ROWS:
-                continue
-            X = _design(train_ops[rows], g, self.feature_set)
-            if self.objective == "mspe":
-                self.models[g] = fit_category(self.method, g, (), X, y, grid=grid, seed=self.seed)
-            else:
-                self.models[g] = fit_mse(self.method, X, y, quick=self.quick, seed=self.seed)
-        if self.overhead_on:
-            m = train_ops.groupby("model", sort=False).agg(e2e=("e2e_ms", "first"),
-                                                           s=("latency_ms", "sum"))
-            self.overhead_ms = float((m["e2e"] - m["s"]).mean())
+        from latpred.predictors import Predictor, train_bundle
+        grids = {self.method: QUICK_GRIDS[self.method]} if self.quick else None
+        bundle = train_bundle(train_ops, self.method, seed=self.seed, grids=grids,
+                              objective=self.objective, overhead=self.overhead)
+        self.predictor = Predictor(bundle)
         return self
 
+    @property
+    def bundle(self):
+        return self.predictor.bundle
+
+    @property
+    def overhead_ms(self) -> float:
+        return float(self.bundle.overhead_ms)
+
+    def _predictions(self, ops: pd.DataFrame):
+        """(row positions per model, Predictions) for the models of ``ops``."""
+        from latpred.predictors.evaluate import frame_rows
+        groups = [(name, g) for name, g in
+                  ops.assign(_pos=np.arange(len(ops))).groupby("model", sort=False)]
+        preds = self.predictor.predict_rows_many(
+            [frame_rows(g, self.predictor) for _, g in groups], [str(n) for n, _ in groups])
+        return [g["_pos"].to_numpy() for _, g in groups], preds
+
     def predict_ops(self, ops: pd.DataFrame) -> np.ndarray:
-        groups = _groups(ops, self.feature_set)
-        out = np.full(len(ops), self.global_median)
-        for g in set(groups):
-            rows = groups == g
-            if g in self.models:
-                out[rows] = self.models[g].predict(_design(ops[rows], g, self.feature_set))
-            elif g in self.medians:
-                out[rows] = self.medians[g]
+        """Per-op latency (ms), aligned with the rows of ``ops``."""
+        out = np.full(len(ops), np.nan)
+        for pos, p in zip(*self._predictions(ops)):
+            out[pos] = p.op_latency_ms
         return out
 
     def predict_models(self, ops: pd.DataFrame) -> pd.Series:
-        s = pd.Series(self.predict_ops(ops), index=ops.index).groupby(ops["model"], sort=False).sum()
-        return s + self.overhead_ms
-
-
-class _MseModel:
-    def __init__(self, mean, std, est):
-        self.mean, self.std, self.est = mean, std, est
-
-    def predict(self, X):
-        return np.maximum(self.est.predict((np.asarray(X, np.float64) - self.mean) / self.std), 0.0)
-
-
-def fit_mse(method: str, X: np.ndarray, y: np.ndarray, *, quick: bool, seed: int) -> _MseModel:
-    """Plain squared-error counterpart of latpred's MSPE fit (same standardisation and grids, 5-fold
-    CV on squared error) — the 'MSPE vs MSE' ablation."""
-    import warnings
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import KFold
-    from latpred.predictors.methods import search_space
-    if method not in ("lasso", "gbdt"):
-        raise ValueError("the MSE ablation covers lasso and gbdt")
-    mean, std = X.mean(axis=0), X.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    Z = (X - mean) / std
-    grid = QUICK_GRIDS[method] if quick else search_space(method)
-    folds = list(KFold(n_splits=min(5, len(y)), shuffle=True, random_state=seed).split(Z))
-
-    def make(p):
-        if method == "lasso":
-            from sklearn.linear_model import Lasso
-            return Lasso(alpha=p, positive=True, max_iter=20000)
-        from lightgbm import LGBMRegressor
-        return LGBMRegressor(n_estimators=p[0], min_child_samples=p[1], learning_rate=0.1,
-                             num_leaves=31, random_state=seed, n_jobs=1, verbose=-1,
-                             deterministic=True, force_row_wise=True)
-
-    if method == "lasso":
-        cands = list(grid["alpha"])
-    else:
-        stages = sorted(grid["n_estimators"])
-        cands = [(s, m) for m in grid["min_child_samples"] for s in stages[::max(1, len(stages) // 10)]]
-    best = (np.inf, None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for p in cands:
-            err = 0.0
-            for tr, va in folds:
-                est = make(p).fit(Z[tr], y[tr])
-                err += float(np.mean((np.maximum(est.predict(Z[va]), 0) - y[va]) ** 2))
-            if err < best[0]:
-                best = (err, p)
-        est = make(best[1]).fit(Z, y)
-    return _MseModel(mean, std, est)
+        """End-to-end latency (ms, overhead included) per model of ``ops``."""
+        _, preds = self._predictions(ops)
+        return pd.Series({p.model: p.latency_ms for p in preds}, dtype=np.float64)
 
 
 # -- metrics -----------------------------------------------------------------------------------------
@@ -361,7 +289,8 @@ def fit_cached(out_dir, label: str, make, train_ops: pd.DataFrame):
 
 
 def fit_ours(out_dir, scenario: str, method: str, train_ops, quick: bool, **kw) -> Ours:
-    label = f"ours|{scenario}|{method}|{quick}|{sorted(kw.items())}"
+    # "ours-bundle": fits made by train_bundle; older cache entries (own fitting code) don't match
+    label = f"ours-bundle|{scenario}|{method}|{quick}|{sorted(kw.items())}"
     return fit_cached(out_dir, label, lambda: Ours(method, quick=quick, **kw), train_ops)
 
 

@@ -2,11 +2,16 @@
 - features: the paper's Table 3 per category vs nn-Meter's kernel features (same method, MSPE);
 - objective: MSPE (Eq. 1) vs plain squared error (Table 3 features);
 - overhead term: on vs off.
-Train: synthetic training pool; test: synthetic test models and real-world models."""
+Train: synthetic training pool; test: synthetic test models and real-world models.
+
+Every variant but the nn-Meter-feature one is a latpred bundle (``train_bundle`` options). Bundles
+hold Table 3 features only, so that variant is assembled here from the library's pieces: the same
+``fit_category`` (MSPE), overhead term and fallback, on nn-Meter's kernel types and features."""
 from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pandas as pd
 
 import common as c
@@ -17,8 +22,66 @@ VARIANTS = {
     "full (Table 3, MSPE, overhead)": {},
     "nn-Meter features": {"feature_set": "nnmeter"},
     "plain squared error": {"objective": "mse"},
-    "no overhead term": {"overhead": False},
+    "no overhead term": {"overhead": "none"},
 }
+
+
+class NnMeterFeatures:
+    """Ablation only: our method on nn-Meter's kernel types and feature vectors instead of Table 3
+    (see the module docstring); same interface as ``common.Ours``."""
+
+    def __init__(self, method: str, *, quick: bool = False, seed: int = 0):
+        self.method, self.quick, self.seed = method, quick, seed
+        self.models: dict = {}
+
+    @staticmethod
+    def _kernels(ops: pd.DataFrame) -> np.ndarray:
+        from latpred.baselines.nnmeter import kernel_type
+        return np.array([kernel_type(k, t) for k, t in zip(ops["category"], ops["op_type"])],
+                        dtype=object)
+
+    def fit(self, train_ops: pd.DataFrame) -> "NnMeterFeatures":
+        from latpred.baselines.nnmeter import nnmeter_features
+        from latpred.predictors.methods import fit_category
+        from latpred.predictors.train import MIN_SAMPLES, fit_fallback, overhead_ms
+        self.overhead_ms, _ = overhead_ms(train_ops, "mean")
+        self.fallback = fit_fallback(train_ops)
+        lat = train_ops["latency_ms"].to_numpy(np.float64)
+        usable = train_ops[np.isfinite(lat) & (lat > 0)]
+        kernels = self._kernels(usable)
+        y_all = usable["latency_ms"].to_numpy(np.float64)
+        grid = c.QUICK_GRIDS[self.method] if self.quick else None
+        for k in sorted(set(kernels)):
+            rows = kernels == k
+            if rows.sum() >= max(MIN_SAMPLES, 2):
+                self.models[k] = fit_category(self.method, k, (), nnmeter_features(usable[rows], k),
+                                              y_all[rows], grid=grid, seed=self.seed)
+        return self
+
+    def predict_ops(self, ops: pd.DataFrame) -> np.ndarray:
+        from latpred.baselines.nnmeter import nnmeter_features
+        from latpred.predictors.train import element_count
+        # the library's fallback (latency per element moved) for kernels without a model
+        size = element_count(ops)
+        fb = self.fallback
+        out = np.where(np.isfinite(size) & (fb.ms_per_element > 0), fb.ms_per_element * size,
+                       fb.constant_ms)
+        kernels = self._kernels(ops)
+        for k in set(kernels) & set(self.models):
+            rows = kernels == k
+            out[rows] = self.models[k].predict(nnmeter_features(ops[rows], k))
+        return out
+
+    def predict_models(self, ops: pd.DataFrame) -> pd.Series:
+        from latpred.baselines import sum_by_model
+        return sum_by_model(ops, self.predict_ops(ops)) + self.overhead_ms
+
+
+def fit_variant(out, scen: str, method: str, tr: pd.DataFrame, quick: bool, kw: dict):
+    if kw.get("feature_set") == "nnmeter":
+        return c.fit_cached(out, f"ablation-nnmeter-features|{scen}|{method}|{quick}",
+                            lambda: NnMeterFeatures(method, quick=quick), tr)
+    return c.fit_ours(out, scen, method, tr, quick, **kw)
 
 
 def run(data: c.Data, out, quick: bool) -> None:
@@ -32,7 +95,7 @@ def run(data: c.Data, out, quick: bool) -> None:
     rows = []
     for method in ("lasso", "gbdt"):
         for variant, kw in VARIANTS.items():
-            model = c.fit_ours(out, scen, method, tr, quick, **kw)
+            model = fit_variant(out, scen, method, tr, quick, kw)
             for test, te in tests.items():
                 if te.empty:
                     continue

@@ -122,6 +122,11 @@ def test_in_distribution_mape_matches_recomputation(quick_run):
     df = pd.read_csv(quick_run["out"] / "in_distribution.csv")
     got = df[(df["scenario"] == scen) & (df["method"] == "gbdt")]["mape"].iloc[0]
     assert got == pytest.approx(mape, rel=1e-4)
+    # Ours is the library's bundle: `latpred evaluate`'s scoring gives the same MAPE
+    from latpred.predictors.evaluate import evaluate
+    assert 100 * evaluate(model.predictor, te, exclude_training=False).e2e_mape == \
+        pytest.approx(mape, rel=1e-9)
+    assert model.bundle.training["overhead"] == "mean"
     # the overhead term is the mean training e2e − Σ op, recomputed from the store
     m = data.ops_of(scen, train).groupby("model").agg(e=("e2e_ms", "first"), s=("latency_ms", "sum"))
     assert model.overhead_ms == pytest.approx(float((m["e"] - m["s"]).mean()))
@@ -175,6 +180,20 @@ def test_baselines_report_all_methods_and_lut_coverage(quick_run):
     assert lut.loc["real", "n"] <= lut.loc["real", "n_test"]
     ok = df[df["method"] != "lut"]
     assert (ok["n"] == ok["n_test"]).all() and ok["mape"].notna().all()
+
+
+def test_ablation_variants_differ_only_in_what_they_ablate(quick_run):
+    c, data = _load(quick_run)
+    df = pd.read_csv(quick_run["out"] / "ablation.csv")
+    scen = c.primary_scenario(data)
+    train, _ = c.split_synthetic(data)
+    m = data.ops_of(scen, train).groupby("model").agg(e=("e2e_ms", "first"),
+                                                      s=("latency_ms", "sum"))
+    mean_gap = float((m["e"] - m["s"]).mean())
+    for variant, d in df.groupby("variant"):
+        expected = 0.0 if variant == "no overhead term" else mean_gap
+        np.testing.assert_allclose(d["overhead_ms"], expected, rtol=1e-6, atol=1e-9)
+    assert df["variant"].nunique() == 4 and set(df["method"]) == {"lasso", "gbdt"}
 
 
 def test_readme_numbers_come_from_csv(quick_run):

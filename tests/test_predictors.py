@@ -120,6 +120,31 @@ def test_constant_features_give_the_mspe_optimal_constant(method, grid, rel_tol)
     assert abs(pred - best) < abs(pred - y.mean()) / 10
 
 
+@pytest.mark.parametrize("method,grid", [
+    ("lasso", {"alpha": [1e-4]}),
+    ("rf", {"n_estimators": [3], "min_samples_split": [2]}),
+    ("gbdt", {"n_estimators": [1, 5, 20], "min_child_samples": [2]}),
+    ("mlp", {**TINY_MLP, "max_epochs": [300]}),
+])
+def test_mse_objective_gives_the_mean_where_mspe_gives_its_own_optimum(method, grid):
+    # Constant features: squared error is minimised by the mean latency (28.25), squared
+    # percentage error by sum(1/y)/sum(1/y^2) (about 1.28); the objective must switch between them.
+    y = np.tile([1.0, 2.0, 10.0, 100.0], 10)
+    X = np.ones((len(y), 3))
+    best_mspe, best_mse = np.sum(1 / y) / np.sum(1 / y ** 2), y.mean()
+    by_objective = {obj: fit_category(method, "Mean", ("a", "b", "c"), X, y, grid=grid,
+                                      objective=obj) for obj in ("mspe", "mse")}
+    p_mspe = by_objective["mspe"].predict(X[:1])[0]
+    p_mse = by_objective["mse"].predict(X[:1])[0]
+    assert abs(p_mse - best_mse) < abs(p_mse - best_mspe)
+    assert abs(p_mspe - best_mspe) < abs(p_mspe - best_mse)
+    if method in ("lasso", "gbdt"):   # deterministic, no bootstrap or validation split
+        assert p_mse == pytest.approx(best_mse, rel=1e-6)
+        assert p_mspe == pytest.approx(best_mspe, rel=1e-6)
+    assert by_objective["mse"].objective == "mse" and np.isnan(by_objective["mse"].cv_mspe)
+    assert by_objective["mspe"].cv_loss == by_objective["mspe"].cv_mspe
+
+
 def test_lasso_weights_are_nonnegative_even_when_a_feature_lowers_latency():
     rng = np.random.default_rng(1)
     X = rng.uniform(1, 100, (200, 3))
@@ -171,6 +196,38 @@ def test_overhead_is_mean_of_e2e_minus_sum_of_ops_over_training_models(data):
         assert bundle.training["n_models"] == len(data["train"])
         assert sorted(bundle.training["models"]) == sorted(data["train"])
         assert sum(bundle.training["n_ops"].values()) == len(train)
+
+
+def test_overhead_statistic_and_objective_options_of_train_bundle(data):
+    frame = data["frame"]
+    train = frame[frame["model"].isin(data["train"])]
+    per_model = train.groupby("model").agg(e2e=("e2e_ms", "first"), ops=("latency_ms", "sum"))
+    gap = per_model["e2e"] - per_model["ops"]
+    assert gap.mean() != pytest.approx(gap.median(), rel=1e-6)   # else the test proves nothing
+    grid = {"lasso": {"alpha": [1e-3]}}
+    bundles = {stat: train_bundle(frame, "lasso", train_models=data["train"], grids=grid,
+                                  overhead=stat) for stat in ("mean", "median", "none")}
+    assert bundles["mean"].overhead_ms == pytest.approx(float(gap.mean()), rel=1e-9, abs=1e-12)
+    assert bundles["median"].overhead_ms == pytest.approx(float(gap.median()), rel=1e-9,
+                                                          abs=1e-12)
+    assert bundles["none"].overhead_ms == 0.0
+    graph = read_model(data["held_out"][0])
+    sums = set()
+    for stat, bundle in bundles.items():
+        assert bundle.training["overhead"] == stat
+        assert bundle.training["overhead_models"] == len(data["train"])
+        pred = Predictor(bundle).predict(graph)
+        assert pred.overhead_ms == bundle.overhead_ms
+        sums.add(round(pred.latency_ms - pred.overhead_ms, 12))
+    assert len(sums) == 1          # the statistic changes the overhead term only
+
+    mse = train_bundle(frame, "lasso", train_models=data["train"], grids=grid, objective="mse")
+    assert mse.training["objective"] == "mse" and bundles["mean"].training["objective"] == "mspe"
+    assert all(m.objective == "mse" for m in mse.models.values())
+    with pytest.raises(LatpredError, match="overhead statistic"):
+        train_bundle(frame, "lasso", overhead="max")
+    with pytest.raises(LatpredError, match="unknown objective"):
+        train_bundle(frame, "lasso", objective="mae")
 
 
 def test_trained_lasso_bundle_has_nonnegative_weights_and_training_stats(data):
@@ -319,6 +376,15 @@ def test_cli_train_all_predict_json_and_evaluate(data, tmp_path):
     summary = json.loads(res.stdout)
     assert summary["n_models"] == len(data["held_out"])
     assert 0 <= summary["e2e_mape"] < 10 and set(summary["within"]) == {"1%", "5%", "10%"}
+
+    res = _cli("train", data["store"], "--method", "lasso", "--train-models", str(listing),
+               "--overhead", "median", "--out", str(tmp_path / "median.joblib"), "--quiet")
+    assert res.returncode == 0, res.stderr
+    median = load_bundle(tmp_path / "median.joblib")
+    train = data["frame"][data["frame"]["model"].isin(data["train"])]
+    gap = train.groupby("model")["e2e_ms"].first() - train.groupby("model")["latency_ms"].sum()
+    assert median.training["overhead"] == "median"
+    assert median.overhead_ms == pytest.approx(float(gap.median()), rel=1e-9, abs=1e-12)
 
     res = _cli("predict", str(out / "gbdt.joblib"), str(tmp_path / "missing.tflite"))
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1

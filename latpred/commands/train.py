@@ -29,6 +29,10 @@ def register(sub) -> None:
                         "latpred.predictors.methods)")
     p.add_argument("--min-samples", type=int, default=None, metavar="N",
                    help="categories with fewer training ops use the fallback (default 5)")
+    p.add_argument("--overhead", choices=("mean", "median", "none"), default="mean",
+                   help="statistic over training models of (end-to-end latency - sum of op "
+                        "latencies) used as the overhead term: mean (the paper's, default), "
+                        "median (robust to a few noisy models) or none")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="threads for RF/GBDT/MLP (default 1)")
     p.add_argument("--out", required=True, metavar="P",
@@ -88,12 +92,13 @@ def run(args) -> int:
                               min_samples=MIN_SAMPLES if args.min_samples is None
                               else args.min_samples,
                               seed=args.seed, n_jobs=max(1, args.jobs), progress=not args.quiet,
-                              measured_on=measured_on)
+                              measured_on=measured_on, overhead=args.overhead)
         save_bundle(bundle, path)
         t = bundle.training
         fb = t["fallback_categories"]
         print(f"{method}: {t['n_models']} models, {sum(t['n_ops'].values())} ops, "
-              f"{len(bundle.models)} category models, overhead {bundle.overhead_ms:.4f} ms, "
+              f"{len(bundle.models)} category models, overhead ({args.overhead}) "
+              f"{bundle.overhead_ms:.4f} ms, "
               f"{time.perf_counter() - t0:.1f} s -> {path}"
               + (f" (fallback for {', '.join(sorted(fb))})" if fb else ""))
     return 0

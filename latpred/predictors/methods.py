@@ -7,6 +7,10 @@ RF and GBDT get those weights (rescaled to mean 1, which leaves the optimum unch
 LightGBM's minimum-hessian threshold meaningful), Lasso gets them in closed form (below), and the MLP
 uses the percentage loss directly. Hyper-parameters are chosen by the validation MSPE.
 
+``objective='mse'`` (ablation only, not the paper's) swaps in plain squared error on latency (ms)
+everywhere: unit weights for Lasso/RF/GBDT, squared error for the MLP, and hyper-parameters chosen
+by the validation MSE.
+
 Search spaces. ``full_grid=True`` is the paper's; the default is the same for Lasso and GBDT (they are
 cheap) and smaller for RF and MLP, so that all four methods train from ~900 architectures (~40k op
 rows) in a few minutes on 2 cores:
@@ -44,6 +48,7 @@ from typing import Any
 import numpy as np
 
 METHODS = ("lasso", "rf", "gbdt", "mlp")
+OBJECTIVES = ("mspe", "mse")
 ALPHA_RANGE = (1e-5, 1e2)
 CV_FOLDS = 5
 MLP_PATIENCE = 50
@@ -62,6 +67,12 @@ def mape(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Mean absolute percentage error (as a fraction, not %)."""
     y_true = np.asarray(y_true, dtype=np.float64)
     return float(np.mean(np.abs((np.asarray(y_pred, dtype=np.float64) - y_true) / y_true)))
+
+
+def mse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean squared error (ms^2): validation loss of the 'mse' objective."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    return float(np.mean((np.asarray(y_pred, dtype=np.float64) - y_true) ** 2))
 
 
 def mspe_weights(y: np.ndarray) -> np.ndarray:
@@ -98,9 +109,11 @@ class CategoryModel:
     # lasso: dict(coef, intercept); mlp: dict(layers, y_scale); rf/gbdt: the fitted estimator
     estimator: Any
     params: dict[str, Any] = field(default_factory=dict)   # chosen hyper-parameters
-    cv_mspe: float = float("nan")  # validation MSPE of the chosen hyper-parameters
+    cv_mspe: float = float("nan")  # validation MSPE of the chosen hyper-parameters ('mspe' only)
     n_train: int = 0
     fit_seconds: float = 0.0
+    objective: str = "mspe"        # training loss: 'mspe' (paper) or 'mse' (ablation)
+    cv_loss: float = float("nan")  # validation loss of the chosen hyper-parameters, in `objective`
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Latency (ms) for raw (unstandardised) feature rows in ``self.features`` order."""
@@ -142,8 +155,11 @@ def search_space(method: str, full_grid: bool = False) -> dict[str, list]:
 
 def fit_category(method: str, category: str, features: tuple[str, ...], X: np.ndarray,
                  y: np.ndarray, *, full_grid: bool = False, seed: int = 0, n_jobs: int = 1,
-                 grid: dict[str, list] | None = None) -> CategoryModel:
-    """Standardise ``X`` and fit ``method`` on the MSPE objective; ``grid`` overrides the search."""
+                 grid: dict[str, list] | None = None, objective: str = "mspe") -> CategoryModel:
+    """Standardise ``X`` and fit ``method`` on ``objective`` (the paper's MSPE by default, or plain
+    squared error 'mse' for ablations); ``grid`` overrides the search."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if len(X) != len(y) or len(y) < 2:
@@ -157,10 +173,13 @@ def fit_category(method: str, category: str, features: tuple[str, ...], X: np.nd
     fitter = {"lasso": _fit_lasso, "rf": _fit_rf, "gbdt": _fit_gbdt, "mlp": _fit_mlp}.get(method)
     if fitter is None:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    estimator, params, score = fitter(Z, y, grid, seed=seed, n_jobs=n_jobs)
+    estimator, params, score = fitter(Z, y, grid, seed=seed, n_jobs=n_jobs,
+                                      percentage=objective == "mspe")
     return CategoryModel(method=method, category=category, features=tuple(features), scaler=scaler,
-                         estimator=estimator, params=params, cv_mspe=float(score),
-                         n_train=len(y), fit_seconds=time.perf_counter() - t0)
+                         estimator=estimator, params=params,
+                         cv_mspe=float(score) if objective == "mspe" else float("nan"),
+                         n_train=len(y), fit_seconds=time.perf_counter() - t0,
+                         objective=objective, cv_loss=float(score))
 
 
 def _folds(n: int, seed: int):
@@ -170,13 +189,14 @@ def _folds(n: int, seed: int):
 
 
 # -- Lasso --------------------------------------------------------------------------------------
-def _lasso_fit_one(Z: np.ndarray, y: np.ndarray, alpha: float):
+def _lasso_fit_one(Z: np.ndarray, y: np.ndarray, alpha: float, percentage: bool = True):
     """Eq. (1) with an unpenalised intercept: min (1/N) Σ ((w·x̂+b-y)/y)^2 + α|w|_1, w >= 0.
 
     sklearn's Lasso minimises (1/(2 Σs)) Σ s (w·x̂+b-y)^2 + a|w|_1 (it rescales sample weights to
-    sum N); with s = 1/y^2 that equals (N / (2 Σs)) * [Eq. 1 with α = a * 2 Σs / N]."""
+    sum N); with s = 1/y^2 that equals (N / (2 Σs)) * [Eq. 1 with α = a * 2 Σs / N]. Without
+    ``percentage`` s = 1: plain squared error with the same α convention."""
     from sklearn.linear_model import Lasso
-    s = 1.0 / y ** 2
+    s = 1.0 / y ** 2 if percentage else np.ones_like(y)
     sk_alpha = alpha * len(y) / (2.0 * s.sum())
     model = Lasso(alpha=sk_alpha, positive=True, fit_intercept=True, max_iter=20000, tol=1e-6,
                   selection="cyclic")
@@ -188,25 +208,27 @@ def _lasso_fit_one(Z: np.ndarray, y: np.ndarray, alpha: float):
     return {"coef": np.asarray(model.coef_, dtype=np.float64), "intercept": float(model.intercept_)}
 
 
-def _fit_lasso(Z, y, grid, *, seed, n_jobs):
+def _fit_lasso(Z, y, grid, *, seed, n_jobs, percentage=True):
+    loss = mspe if percentage else mse
     folds = _folds(len(y), seed)
     best = (np.inf, None)
     for alpha in grid["alpha"]:
         errs = []
         for tr, va in folds:
-            est = _lasso_fit_one(Z[tr], y[tr], alpha)
-            errs.append(mspe(y[va], np.maximum(Z[va] @ est["coef"] + est["intercept"], 0.0)))
+            est = _lasso_fit_one(Z[tr], y[tr], alpha, percentage)
+            errs.append(loss(y[va], np.maximum(Z[va] @ est["coef"] + est["intercept"], 0.0)))
         score = float(np.mean(errs))
         if score < best[0]:
             best = (score, alpha)
     score, alpha = best
-    return _lasso_fit_one(Z, y, alpha), {"alpha": float(alpha)}, score
+    return _lasso_fit_one(Z, y, alpha, percentage), {"alpha": float(alpha)}, score
 
 
 # -- Random forest ------------------------------------------------------------------------------
-def _fit_rf(Z, y, grid, *, seed, n_jobs):
+def _fit_rf(Z, y, grid, *, seed, n_jobs, percentage=True):
     from sklearn.ensemble import RandomForestRegressor
-    w = mspe_weights(y)
+    w = mspe_weights(y) if percentage else np.ones_like(y)
+    loss = mspe if percentage else mse
     folds = _folds(len(y), seed)
     best = (np.inf, None)
     for n_est, mss in itertools.product(grid["n_estimators"], grid["min_samples_split"]):
@@ -215,7 +237,7 @@ def _fit_rf(Z, y, grid, *, seed, n_jobs):
             rf = RandomForestRegressor(n_estimators=n_est, min_samples_split=mss, random_state=seed,
                                        n_jobs=n_jobs)
             rf.fit(Z[tr], y[tr], sample_weight=w[tr])
-            errs.append(mspe(y[va], rf.predict(Z[va])))
+            errs.append(loss(y[va], rf.predict(Z[va])))
         score = float(np.mean(errs))
         if score < best[0]:
             best = (score, (n_est, mss))
@@ -233,15 +255,16 @@ def _lgbm_params(min_child_samples: int, seed: int, n_jobs: int) -> dict:
             "deterministic": True, "force_row_wise": True, "verbose": -1, "metric": "None"}
 
 
-def _fit_gbdt(Z, y, grid, *, seed, n_jobs):
+def _fit_gbdt(Z, y, grid, *, seed, n_jobs, percentage=True):
     import lightgbm as lgb
-    w = mspe_weights(y)
+    w = mspe_weights(y) if percentage else np.ones_like(y)
+    loss = mspe if percentage else mse
     folds = _folds(len(y), seed)
     stages = sorted(int(s) for s in grid["n_estimators"])
     max_stages = stages[-1]
 
-    def val_mspe(preds, data):
-        return "mspe", mspe(data.get_label(), np.maximum(preds, 0.0)), False
+    def val_loss(preds, data):
+        return "loss", loss(data.get_label(), np.maximum(preds, 0.0)), False
 
     best = (np.inf, None)
     for mcs in grid["min_child_samples"]:
@@ -252,9 +275,9 @@ def _fit_gbdt(Z, y, grid, *, seed, n_jobs):
             valid = lgb.Dataset(Z[va], y[va], reference=train)
             record: dict = {}
             lgb.train(params, train, num_boost_round=max_stages, valid_sets=[valid],
-                      valid_names=["valid"], feval=val_mspe,
+                      valid_names=["valid"], feval=val_loss,
                       callbacks=[lgb.record_evaluation(record)])
-            c = np.asarray(record["valid"]["mspe"], dtype=np.float64)
+            c = np.asarray(record["valid"]["loss"], dtype=np.float64)
             # A fit can stop early when no split is possible; the last value then holds.
             curve += np.pad(c, (0, max_stages - len(c)), mode="edge")
         curve /= len(folds)
@@ -277,8 +300,12 @@ def _mlp_forward(layers: list[tuple[np.ndarray, np.ndarray]], Z: np.ndarray) -> 
     return h[:, 0].astype(np.float64)
 
 
-def _train_mlp_config(Ztr, ttr, Zva, tva, layers, width, lr, wd, max_epochs, seed):
-    """Train one configuration on targets scaled to ~1; returns (best val MSPE, numpy layers)."""
+def _train_mlp_config(Ztr, ttr, Zva, tva, layers, width, lr, wd, max_epochs, seed,
+                      percentage=True):
+    """Train one configuration on targets scaled to ~1; returns (best val loss, numpy layers).
+
+    The loss is the squared percentage error, or the squared error of the scaled targets when
+    ``percentage`` is off (MSE up to the constant y_scale^2)."""
     import torch
     from torch import nn
     torch.manual_seed(seed)
@@ -301,14 +328,15 @@ def _train_mlp_config(Ztr, ttr, Zva, tva, layers, width, lr, wd, max_epochs, see
         perm = torch.randperm(len(Xt), generator=gen)
         for i in range(0, len(Xt), batch):
             idx = perm[i:i + batch]
-            loss = (((net(Xt[idx])[:, 0] - Yt[idx]) / Yt[idx]) ** 2).mean()
+            diff = net(Xt[idx])[:, 0] - Yt[idx]
+            loss = ((diff / Yt[idx] if percentage else diff) ** 2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
         net.eval()
         with torch.no_grad():
             pred = net(Xv)[:, 0].clamp_min(0.0)
-            err = float((((pred - Yv) / Yv) ** 2).mean())
+            err = float((((pred - Yv) / Yv if percentage else pred - Yv) ** 2).mean())
         if err < best_err - 1e-12:
             best_err, since_best = err, 0
             best_state = [p.detach().clone() for p in net.parameters()]
@@ -322,7 +350,7 @@ def _train_mlp_config(Ztr, ttr, Zva, tva, layers, width, lr, wd, max_epochs, see
     return best_err, list(zip(params[0::2], params[1::2]))
 
 
-def _fit_mlp(Z, y, grid, *, seed, n_jobs):
+def _fit_mlp(Z, y, grid, *, seed, n_jobs, percentage=True):
     import torch
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, n_jobs))
@@ -341,10 +369,12 @@ def _fit_mlp(Z, y, grid, *, seed, n_jobs):
             err, layers = _train_mlp_config(Z[tr], t[tr], Z[va], t[va], int(cfg["layers"]),
                                              int(cfg["width"]), float(cfg["lr"]),
                                              float(cfg["weight_decay"]), int(cfg["max_epochs"]),
-                                             seed)
+                                             seed, percentage)
             if err < best[0]:
                 best = (err, cfg, layers)
         err, cfg, layers = best
-        return {"layers": layers, "y_scale": y_scale}, cfg, err
+        # report MSE in ms^2 like the other methods (training ran on targets / y_scale)
+        score = err if percentage else err * y_scale ** 2
+        return {"layers": layers, "y_scale": y_scale}, cfg, score
     finally:
         torch.set_num_threads(prev_threads)

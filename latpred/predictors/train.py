@@ -10,7 +10,11 @@ value counts as 0, as in :func:`latpred.features.op_features`.
   the category fit (counted in the bundle's training facts) but still count in the overhead.
 - A category with fewer than ``min_samples`` usable rows gets no model; its ops are predicted by the
   bundle's :class:`~latpred.predictors.bundle.Fallback`, with a warning at training and prediction.
-- ``T_overhead`` = mean over training models of (measured e2e - sum of its measured op latencies).
+- ``T_overhead`` = mean over training models of (measured e2e - sum of its measured op latencies)
+  (the paper's definition); ``overhead='median'`` takes the median instead (robust to a few noisy
+  models) and ``'none'`` leaves it out (ablation). The choice is kept in the training facts.
+- ``objective='mse'`` fits plain squared error instead of the paper's MSPE (ablation only; see
+  :mod:`latpred.predictors.methods`).
 """
 from __future__ import annotations
 
@@ -26,13 +30,14 @@ import pandas as pd
 from ..categories import CONV_CATEGORIES, FULLY_CONNECTED
 from ..errors import LatpredError
 from .bundle import DEFAULT_ROW_BUILDER, Bundle, Fallback, category_features, library_versions
-from .methods import METHODS, fit_category
+from .methods import METHODS, OBJECTIVES, fit_category
 
 log = logging.getLogger("latpred")
 MIN_SAMPLES = 5
 REQUIRED_COLUMNS = ("model", "category", "latency_ms", "e2e_ms")
 # Compute-bound categories are left out of the fallback's latency-per-element ratio.
 COMPUTE_BOUND = set(CONV_CATEGORIES) | {FULLY_CONNECTED, "Winograd"}
+OVERHEAD_STATISTICS = ("mean", "median", "none")
 
 
 def select_scenario(frame: pd.DataFrame, scenario: str | None) -> tuple[pd.DataFrame, str]:
@@ -89,15 +94,22 @@ def read_model_list(path: str | os.PathLike) -> list[str]:
     return [ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip()]
 
 
-def overhead_ms(frame: pd.DataFrame) -> tuple[float, int]:
-    """Mean over models of (e2e - sum of op latencies), and how many models it averages."""
+def overhead_ms(frame: pd.DataFrame, statistic: str = "mean") -> tuple[float, int]:
+    """``statistic`` ('mean', 'median' or 'none' -> 0) over models of (e2e - sum of op latencies),
+    and how many models it is taken over."""
+    if statistic not in OVERHEAD_STATISTICS:
+        raise LatpredError(f"unknown overhead statistic {statistic!r}; choose from "
+                           f"{', '.join(OVERHEAD_STATISTICS)}")
     key = model_key(frame)
     per_model = frame.assign(_key=key).groupby("_key", sort=False).agg(
         e2e=("e2e_ms", "first"), ops=("latency_ms", lambda s: float(np.nansum(s))))
     per_model = per_model[np.isfinite(per_model["e2e"])]
     if per_model.empty:
         return 0.0, 0
-    return float((per_model["e2e"] - per_model["ops"]).mean()), len(per_model)
+    if statistic == "none":
+        return 0.0, len(per_model)
+    gap = per_model["e2e"] - per_model["ops"]
+    return float(gap.mean() if statistic == "mean" else gap.median()), len(per_model)
 
 
 def feature_matrix(rows: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
@@ -147,14 +159,23 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
                  progress: bool = False, measured_on: dict | None = None,
                  row_builder: str = DEFAULT_ROW_BUILDER,
                  grids: dict[str, dict[str, list]] | None = None,
+                 objective: str = "mspe", overhead: str = "mean",
                  out: str | os.PathLike | None = None) -> Bundle:
     """Fit one model per category of ``scenario`` with ``method`` and package them in a Bundle.
 
     ``train_models``: names/hashes of the models to train on (default: all of the scenario).
     ``grids``: per-method search override, e.g. ``{"mlp": {...}}`` (tests, experiments).
+    ``objective``: 'mspe' (paper, Eq. 1) or 'mse' (plain squared error; ablation only).
+    ``overhead``: statistic of (e2e - Σ op latencies) over training models: 'mean' (paper),
+    'median', or 'none' (no overhead term).
     ``out``: also save the bundle there (atomically)."""
     if method not in METHODS:
         raise LatpredError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if objective not in OBJECTIVES:
+        raise LatpredError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
+    if overhead not in OVERHEAD_STATISTICS:
+        raise LatpredError(f"unknown overhead statistic {overhead!r}; choose from "
+                           f"{', '.join(OVERHEAD_STATISTICS)}")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise LatpredError(f"training data lacks column(s) {', '.join(missing)}")
@@ -163,7 +184,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
         frame = select_models(frame, train_models)
     if frame.empty:
         raise LatpredError(f"no measured ops to train on for scenario {scenario}")
-    overhead, n_overhead = overhead_ms(frame)
+    overhead_value, n_overhead = overhead_ms(frame, overhead)
     t0 = time.perf_counter()
     models, features, skipped, n_ops, n_used = {}, {}, {}, {}, {}
     groups = list(frame.groupby("category", sort=True))
@@ -189,7 +210,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
                 grid = (grids or {}).get(method)
                 models[cat] = fit_category(method, cat, names, feature_matrix(rows[usable], names),
                                            lat[usable], full_grid=full_grid, seed=seed,
-                                           n_jobs=n_jobs, grid=grid)
+                                           n_jobs=n_jobs, grid=grid, objective=objective)
             if bar is not None:
                 bar.update(1)
     finally:
@@ -202,15 +223,17 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
         "model_hashes": sorted(frame["model_hash"].astype(str).unique())
         if "model_hash" in frame.columns else [],
         "n_ops": n_ops, "n_ops_used": n_used, "fallback_categories": skipped,
-        "overhead_models": n_overhead, "min_samples": min_samples, "full_grid": full_grid,
+        "overhead": overhead, "overhead_models": n_overhead, "objective": objective,
+        "min_samples": min_samples, "full_grid": full_grid,
         "seed": seed, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "train_seconds": round(time.perf_counter() - t0, 3),
         "cv_mspe": {c: m.cv_mspe for c, m in models.items()},
+        "cv_loss": {c: m.cv_loss for c, m in models.items()},
         "params": {c: m.params for c, m in models.items()},
         "trained_on": trainer_machine(), "measured_on": measured_on or {},
     }
     bundle = Bundle(scenario=scenario, method=method, models=models, features=features,
-                    overhead_ms=overhead, fallback=fit_fallback(frame), training=training,
+                    overhead_ms=overhead_value, fallback=fit_fallback(frame), training=training,
                     versions=library_versions(), row_builder=row_builder)
     if out is not None:
         from .bundle import save_bundle
