@@ -507,3 +507,31 @@ def test_adb_missing_or_no_device_is_one_clear_error(models, fake_phone, tmp_pat
         AdbBackend(dev, "", adb=FAKE_ADB).connect()
     with pytest.raises(LatpredError, match="not an Android"):
         AdbBackend(get_device("iphonexs"), fake_phone["binary"], adb=FAKE_ADB)
+
+
+def test_drop_then_reprofile_measures_only_the_dropped(models, tmp_path):
+    """`store drop` removes measurements (and their op rows) so the same command re-measures them."""
+    from latpred.profiling import profile_models
+    from latpred.profiling.store import ProfileStore
+    paths = [models["fp32"], models["int8"]]
+    store = tmp_path / "drop.sqlite"
+    profile_models(paths, store, runs=3, warmup=1, progress=False)
+    st = ProfileStore(store)
+    names = list(st.models()["model"])
+    n_ops_before = len(st.frame())
+    victim = names[0]
+    r = subprocess.run([sys.executable, "-m", "latpred", "store", "drop", str(store), "--models", victim],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    st = ProfileStore(store)
+    assert list(st.models()["model"]) == names[1:]
+    assert victim not in set(st.frame()["model"]) and len(st.frame()) < n_ops_before
+    again = profile_models(paths, store, runs=3, warmup=1, progress=False)
+    assert (again.measured, again.skipped) == (1, 1)
+    assert sorted(ProfileStore(store).models()["model"]) == sorted(names)
+    # selecting by CV: a threshold above every stored CV drops nothing, 0 drops everything
+    assert ProfileStore(store).drop(min_e2e_cv=1e9) == 0
+    assert ProfileStore(store).drop(min_e2e_cv=0.0) == len(names)
+    r = subprocess.run([sys.executable, "-m", "latpred", "store", "drop", str(store)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1

@@ -28,6 +28,13 @@ def register(sub) -> None:
                          "category, latency_cv, runs, e2e_ms, e2e_cv, kernel_ops, features")
     im.add_argument("--scenario", required=True, help="scenario id, e.g. pixel4/tflite-2.9/gpu/fp16")
     im.set_defaults(func=run_import)
+    dr = s.add_parser("drop", help="delete measurements (e.g. noisy ones) so profiling redoes them")
+    dr.add_argument("store", metavar="STORE")
+    dr.add_argument("--models", help="comma-separated model names (file stems)")
+    dr.add_argument("--min-e2e-cv", type=float,
+                    help="drop models whose end-to-end CV is at least this (noisy timings)")
+    dr.add_argument("--scenario", help="only in this scenario id")
+    dr.set_defaults(func=run_drop)
 
 
 def _open(path: str, readonly: bool = True):
@@ -72,4 +79,14 @@ def run_import(args) -> int:
     with _open(args.store, readonly=False) as st:
         n = st.import_csv(args.csv, scen)
     print(f"imported {n} models into {args.store} under {scen}")
+    return 0
+
+
+def run_drop(args) -> int:
+    if args.models is None and args.min_e2e_cv is None:
+        raise LatpredError("store drop: give --models and/or --min-e2e-cv")
+    names = [n for n in args.models.split(",") if n] if args.models is not None else None
+    with _open(args.store, readonly=False) as st:
+        n = st.drop(scenario=args.scenario, models=names, min_e2e_cv=args.min_e2e_cv)
+    print(f"dropped {n} measurements from {args.store}; `latpred profile` measures them again")
     return 0

@@ -140,6 +140,29 @@ class ProfileStore:
                 (model, path, model_hash, scenario, "failed", str(reason)[:2000], 0, _now(),
                  json.dumps(machine or {})))
 
+    def drop(self, scenario: str | None = None, models: Iterable[str] | None = None,
+             min_e2e_cv: float | None = None) -> int:
+        """Delete measurements so that profiling again re-measures them; returns how many.
+
+        Selects by model name (file stem) and/or end-to-end CV >= ``min_e2e_cv`` (noisy timings),
+        within ``scenario`` if given. Op rows go with their model (ON DELETE CASCADE)."""
+        where, params = ["1 = 1"], []
+        if scenario:
+            where.append("scenario = ?")
+            params.append(scenario)
+        names = list(models) if models is not None else None
+        if names is not None:
+            if not names:
+                return 0
+            where.append(f"model IN ({','.join('?' * len(names))})")
+            params.extend(names)
+        if min_e2e_cv is not None:
+            where.append("status = 'ok' AND e2e_cv >= ?")
+            params.append(float(min_e2e_cv))
+        with self.conn:
+            cur = self.conn.execute(f"DELETE FROM models WHERE {' AND '.join(where)}", params)
+        return cur.rowcount
+
     # -- reading ---------------------------------------------------------------------------------
     def scenarios(self) -> list[str]:
         return [r[0] for r in self.conn.execute(
