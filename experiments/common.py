@@ -310,18 +310,10 @@ def write_csv(df: pd.DataFrame, out_dir, name: str) -> Path:
 
 
 def save_png(fig, out_dir, name: str) -> Path:
-    import matplotlib.pyplot as plt
+    from latpred.metrics.plots import save_figure
     path = Path(out_dir) / name
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(save_figure(fig, path))
 
 
 def write_status(out_dir, experiment: str, status: str, reason: str = "", **extra) -> None:
@@ -361,6 +353,13 @@ def arg_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(DEFAULT_RESULTS), help="results folder")
     p.add_argument("--quick", action="store_true", help="reduced run (fewer models/draws, grids)")
     return p
+
+
+def script_main(run, description: str, argv=None) -> int:
+    """Command-line entry of one experiment script: parse the common flags, load the data, run."""
+    args = arg_parser(description).parse_args(argv)
+    run(load_data(args.data, args.manifest), args.out, args.quick)
+    return 0
 
 
 def fmt(v, digits: int = 1) -> str:

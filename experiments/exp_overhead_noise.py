@@ -68,9 +68,7 @@ def readme(out) -> str:
 
 
 def main(argv=None) -> int:
-    args = c.arg_parser(__doc__).parse_args(argv)
-    run(c.load_data(args.data, args.manifest), args.out, args.quick)
-    return 0
+    return c.script_main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

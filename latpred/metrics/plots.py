@@ -19,7 +19,9 @@ def _figure(width: float = 6.4, height: float = 4.8):
     return plt, plt.subplots(figsize=(width, height))
 
 
-def _save(plt, fig, path: str | os.PathLike) -> str:
+def save_figure(fig, path: str | os.PathLike) -> str:
+    """Write a matplotlib figure as PNG atomically (tmp file + rename) and close it."""
+    import matplotlib.pyplot as plt
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
@@ -65,7 +67,7 @@ def plot_frm(df: pd.DataFrame, path: str | os.PathLike, x: str | None = None) ->
     ax.set_title("FRM = (FLOPs x latency x memory ratios)^(1/3)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(plt, fig, path)
+    return save_figure(fig, path)
 
 
 def plot_srcc(matrix: pd.DataFrame, path: str | os.PathLike, title: str = "SRCC") -> str:
@@ -83,7 +85,7 @@ def plot_srcc(matrix: pd.DataFrame, path: str | os.PathLike, title: str = "SRCC"
                     ha="center", va="center", fontsize=8)
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title)
-    return _save(plt, fig, path)
+    return save_figure(fig, path)
 
 
 def plot_selection(curve: pd.DataFrame, path: str | os.PathLike) -> str:
@@ -112,7 +114,7 @@ def plot_selection(curve: pd.DataFrame, path: str | os.PathLike) -> str:
         ax2.legend(fontsize=8)
         ax2.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("latency limit (ms)")
-    return _save(plt, fig, path)
+    return save_figure(fig, path)
 
 
 __all__ = ["plot_frm", "plot_srcc", "plot_selection"]
