@@ -192,7 +192,8 @@ def test_ablation_variants_differ_only_in_what_they_ablate(quick_run):
     mean_gap = float((m["e"] - m["s"]).mean())
     for variant, d in df.groupby("variant"):
         expected = 0.0 if variant == "no overhead term" else mean_gap
-        np.testing.assert_allclose(d["overhead_ms"], expected, rtol=1e-6, atol=1e-9)
+        # the CSV keeps 6 significant digits (relative rounding up to 5e-6)
+        np.testing.assert_allclose(d["overhead_ms"], expected, rtol=1e-5, atol=1e-9)
     assert df["variant"].nunique() == 4 and set(df["method"]) == {"lasso", "gbdt"}
 
 
