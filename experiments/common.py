@@ -355,6 +355,21 @@ def arg_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def score_ours(out, experiment: str, scen: str, methods, tr: pd.DataFrame, te: pd.DataFrame,
+               quick: bool) -> list[dict]:
+    """Train our predictor per method on ``tr`` and score it on ``te``: e2e and per-category rows."""
+    rows = []
+    for method in methods:
+        model = fit_ours(out, scen, method, tr, quick)
+        row = {"scenario": scen, "method": method, "n_train": tr["model"].nunique(),
+               "n_test": te["model"].nunique()}
+        row.update(e2e_scores(model, te))
+        row.update(category_scores(model.predict_ops(te), te))
+        rows.append(row)
+        print(f"[{experiment}] {scen} {method}: e2e MAPE {row['mape']:.2f} %")
+    return rows
+
+
 def script_main(run, description: str, argv=None) -> int:
     """Command-line entry of one experiment script: parse the common flags, load the data, run."""
     args = arg_parser(description).parse_args(argv)

@@ -29,14 +29,7 @@ def run(data: c.Data, out, quick: bool, methods=c.METHODS, scenarios=None) -> No
         if tr["model"].nunique() < 2 or te.empty:
             print(f"[{EXPERIMENT}] {scen}: skipped (too few synthetic models measured)")
             continue
-        for method in methods:
-            model = c.fit_ours(out, scen, method, tr, quick)
-            row = {"scenario": scen, "method": method, "n_train": tr["model"].nunique(),
-                   "n_test": te["model"].nunique()}
-            row.update(c.e2e_scores(model, te))
-            row.update(c.category_scores(model.predict_ops(te), te))
-            rows.append(row)
-            print(f"[{EXPERIMENT}] {scen} {method}: e2e MAPE {row['mape']:.2f} %")
+        rows += c.score_ours(out, EXPERIMENT, scen, methods, tr, te, quick)
     if not rows:
         return c.skip(out, EXPERIMENT, "no scenario has enough synthetic models")
     df = pd.DataFrame(rows)
