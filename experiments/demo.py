@@ -108,13 +108,16 @@ def run(args) -> int:
               f"{bundles[method].overhead_ms:.2f} ms -> {shown}")
 
     _step(5, "predicting the real-world CNNs (never seen in training) vs measuring them")
-    measured = store.models(scenario).set_index("model")["e2e_ms"]
+    models = store.models(scenario).set_index("model")
+    measured, measured_cv = models["e2e_ms"], models["e2e_cv"]
     rows = []
     for p in zoo_paths:
         if p.stem not in measured.index:
             print(f"  {p.stem}: not measured (see `latpred store list {store_path}`)")
             continue
-        row = {"model": p.stem, "measured_ms": float(measured[p.stem])}
+        # The CV shows how far one measurement can be trusted on this (possibly busy) machine.
+        row = {"model": p.stem, "measured_ms": float(measured[p.stem]),
+               "measured_cv": float(measured_cv[p.stem])}
         for method, bundle in bundles.items():
             pred = bundle.predict(str(p))
             row[f"{method}_ms"] = pred.latency_ms
