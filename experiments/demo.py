@@ -110,7 +110,8 @@ def run(args) -> int:
     _step(5, "predicting the real-world CNNs (never seen in training) vs measuring them")
     models = store.models(scenario).set_index("model")
     measured, measured_cv = models["e2e_ms"], models["e2e_cv"]
-    rows = []
+    from latpred.readers import read_model
+    rows, graphs = [], {}
     for p in zoo_paths:
         if p.stem not in measured.index:
             print(f"  {p.stem}: not measured (see `latpred store list {store_path}`)")
@@ -118,8 +119,9 @@ def run(args) -> int:
         # The CV shows how far one measurement can be trusted on this (possibly busy) machine.
         row = {"model": p.stem, "measured_ms": float(measured[p.stem]),
                "measured_cv": float(measured_cv[p.stem])}
+        graphs[p.stem] = read_model(p)  # parsed once, for both bundles and FRM
         for method, bundle in bundles.items():
-            pred = bundle.predict(str(p))
+            pred = bundle.predict(graphs[p.stem])
             row[f"{method}_ms"] = pred.latency_ms
             row[f"{method}_err"] = (pred.latency_ms - row["measured_ms"]) / row["measured_ms"]
         rows.append(row)
@@ -135,25 +137,20 @@ def run(args) -> int:
 
     _step(6, "FRM of the real-world CNNs from predicted vs measured latency")
     try:
-        _frm(zoo_paths, table, bundles)
+        _frm(graphs, table, bundles)
     except ImportError as exc:
         print(f"  FRM not available: {exc}")
     print(f"\ndone in {time.time() - t_start:.0f} s; everything is cached under {out}")
     return 0
 
 
-def _frm(zoo_paths, table, bundles) -> None:
-    from latpred.features import op_macs
-    from latpred.metrics.frm import format_frm_table, frm_table
-    from latpred.readers import read_model
+def _frm(graphs, table, bundles) -> None:
+    from latpred.metrics.frm import format_frm_table, frm_table, model_costs
 
-    names, flops, memory = [], [], []
-    by_name = {p.stem: p for p in zoo_paths}
-    for name in table["model"]:
-        g = read_model(by_name[name])
-        names.append(name)
-        flops.append(sum(op_macs(g, op) for op in g.ops))
-        memory.append(g.weight_bytes + g.peak_activation_bytes())
+    names = list(table["model"])
+    costs = [model_costs(graphs[name]) for name in names]
+    flops = [c["flops"] for c in costs]
+    memory = [c["memory_bytes"] for c in costs]
     best = "gbdt" if "gbdt" in bundles else next(iter(bundles))
     baseline = "mobilenetv2_w1" if "mobilenetv2_w1" in names else names[0]
     df, rho = frm_table(names, flops, memory, list(table[f"{best}_ms"]), list(table["measured_ms"]),
