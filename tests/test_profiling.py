@@ -121,7 +121,7 @@ def profiled(models, tmp_path_factory):
     """One real profiling run (host, LiteRT, 1 core) over good and bad models."""
     store_path = tmp_path_factory.mktemp("store") / "profiles.db"
     summary = profile_models([models["good"], models["bad"]], store_path, runs=10, warmup=2,
-                             progress=False)
+                             progress=False, op_timing="isolated")
     return summary, store_path
 
 
@@ -229,7 +229,7 @@ def test_failures_are_stored_with_reasons(profiled):
 
 def test_rerun_skips_everything_stored(models, profiled):
     _, store_path = profiled
-    again = profile_models([models["good"], models["bad"]], store_path, runs=10, warmup=2,
+    again = profile_models([models["good"], models["bad"]], store_path, runs=10, warmup=2, op_timing="isolated",
                            progress=False)
     assert (again.measured, again.skipped, again.failed) == (0, 4, 0)
 

@@ -30,6 +30,10 @@ def register(sub) -> None:
                    help="timed-run budget per model; fewer runs for slow models "
                         f"(default {DEFAULT_BUDGET_S})")
     p.add_argument("--no-op-wise", action="store_true", help="end-to-end latency only")
+    p.add_argument("--op-timing", default="auto", choices=("auto", "opprof", "isolated"),
+                   help="host LiteRT op latencies: opprof = LiteRT's profiler inside the full "
+                        "runs (one core), isolated = each op as its own model; auto = opprof on "
+                        "one core (default)")
     p.add_argument("--retry-failed", action="store_true", help="measure stored failures again")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                    help="give up on a model after this long (stored as a failure)")
@@ -50,7 +54,7 @@ def run(args) -> int:
         runs=args.runs, warmup=args.warmup, progress=not args.quiet, budget_s=args.budget,
         op_wise=not args.no_op_wise, retry_failed=args.retry_failed, timeout_s=args.timeout,
         input_shape=args.input_shape, benchmark_binary=args.benchmark_binary, adb=args.adb,
-        serial=args.serial)
+        serial=args.serial, op_timing=args.op_timing)
     print(f"profiled: {summary}")
     for path, reason in summary.failures[:10]:
         print(f"  failed: {path}: {reason}", file=sys.stderr)

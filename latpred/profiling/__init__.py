@@ -81,12 +81,18 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
                    retry_failed: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S,
                    input_shape: tuple[int, ...] | str | None = None,
                    benchmark_binary: str | None = None, adb: str = "adb",
-                   serial: str | None = None) -> ProfileSummary:
+                   serial: str | None = None, op_timing: str = "auto") -> ProfileSummary:
     """Measure every model under ``paths`` (files or folders) into ``store``; see module doc.
 
     ``cores``: host: a number of cores (1, 2); phone: ``1L``, ``3M``, ``1L1M``, ... or ``gpu``.
     ``runs`` caps the timed runs per measurement; ``budget_s`` cuts them for slow models (see
-    :mod:`latpred.profiling.litert`). Failures are stored with their reason and the run goes on."""
+    :mod:`latpred.profiling.litert`). Failures are stored with their reason and the run goes on.
+
+    ``op_timing`` (host LiteRT): ``opprof`` — op latencies from LiteRT's profiler inside the
+    full-graph runs (:mod:`.litert_opprof`; one core); ``isolated`` — every op timed as its own
+    single-op model (:mod:`.litert`); ``auto`` — opprof on one core, else isolated. The op-timing
+    method is part of the scenario id (runtime version ``2.3.0+opprof``): the two kinds of data
+    are never mixed in one predictor."""
     from ..features import op_features
     from ..readers import read_model
 
@@ -99,12 +105,20 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
         if str(cores).lower() == "gpu":
             raise LatpredError("the host has no GPU backend; use --cores N")
         kind = backend
+        if op_timing not in ("auto", "opprof", "isolated"):
+            raise LatpredError(f"unknown --op-timing {op_timing!r}; use auto, opprof or isolated")
+        if backend == "litert" and op_wise and op_timing != "isolated":
+            single = str(cores).lower() in ("1", "1c")
+            if op_timing == "opprof" and not single:
+                raise LatpredError("--op-timing opprof runs one thread; use --cores 1")
+            if single:
+                kind = "litert_opprof"
     else:
         kind = "adb"
     config = None if str(cores).lower() == "gpu" else core_config(dev, cores)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    files = iter_model_files(paths, _EXTS[kind])
+    files = iter_model_files(paths, _EXTS[backend if kind == "litert_opprof" else kind])
     if not files:
         raise LatpredError(f"no {'/'.join(_EXTS[kind])} model files found in the given paths")
     adb_backend = worker = None
@@ -116,7 +130,9 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
         runtime, version = "tflite", adb_backend.runtime_version()
     else:
         worker = HostWorker(config.cpu_ids if config else None)
-        runtime, version = kind, _runtime_version(kind)
+        runtime, version = backend, _runtime_version(backend)
+        if kind == "litert_opprof":
+            version += "+opprof"
     hardware = config.label if config else "gpu"
     own_store = not isinstance(store, ProfileStore)
     st = ProfileStore(store) if own_store else store

@@ -190,6 +190,7 @@ class WorkerError(RuntimeError):
 
 _FUNCS = {
     "litert": ("latpred.profiling.litert", "measure_tflite"),
+    "litert_opprof": ("latpred.profiling.litert_opprof", "measure_tflite_opprof"),
     "onnxruntime": ("latpred.profiling.onnxrt", "measure_onnx"),
     "ping": ("latpred.profiling.litert", "_ping"),
 }

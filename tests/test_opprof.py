@@ -1,0 +1,103 @@
+"""In-graph op profiling through LiteRT's profiler (latpred.profiling.litert_opprof) and the
+alignment of runtime operators to .tflite ops (latpred.profiling.xnn_align)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from latpred.errors import LatpredError
+from latpred.profiling import profile_models
+from latpred.profiling.litert_opprof import _event_size, op_latencies
+from latpred.profiling.scenario import parse_scenario
+from latpred.profiling.store import ProfileStore
+from latpred.profiling.xnn_align import align, compatible
+from latpred.readers import read_model
+
+
+# -- alignment (pure) ------------------------------------------------------------------------------
+
+def test_fused_pad_gets_no_operator_and_pointwise_conv_matches_fully_connected():
+    ops = ["PAD", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "ADD"]
+    xnn = ["Convolution (NHWC, F32) IGEMM", "Convolution (NHWC, F32) DWConv",
+           "Fully Connected (NC, F32) GEMM", "Add (ND)"]
+    assign, cost = align(ops, xnn)
+    assert assign == [[], [0], [1], [2], [3]]
+    assert cost == 1.0                       # only the fused PAD was skipped
+
+
+def test_an_extra_operator_belongs_to_the_op_before_it():
+    ops = ["MEAN", "FULLY_CONNECTED", "SOFTMAX"]
+    xnn = ["Mean (ND) Reduce2", "Static Reshape (NC)", "Fully Connected (NC, F32) GEMM",
+           "Softmax (NC, F32)"]
+    assign, _ = align(ops, xnn)
+    assert assign == [[0, 1], [2], [3]]
+
+
+def test_an_unfusable_op_is_not_skipped_when_its_operator_is_there():
+    ops = ["CONV_2D", "MUL", "CONV_2D"]
+    xnn = ["Convolution (NHWC, F32) IGEMM", "Multiply (ND)", "Convolution (NHWC, F32) IGEMM"]
+    assert align(ops, xnn)[0] == [[0], [1], [2]]
+    assert compatible("MUL", "Multiply (ND)") and not compatible("MUL", "Add (ND)")
+
+
+def test_interpreter_nodes_map_by_index_and_delegate_operators_by_order():
+    # two runs; op 1 ran in the interpreter (node event, metadata = node index), ops 0 and 2 in
+    # the delegate; the delegate kernel's own node event is not an op of the model
+    run = [("Convolution (NHWC, F32) IGEMM", 8, 300, 0), ("AVERAGE_POOL_2D", 2, 50, 1),
+           ("TfLiteXNNPackDelegate", 2, 400, 3), ("Fully Connected (NC, F32) GEMM", 8, 20, 0),
+           ("Invoke", 1, 900, 0)]
+    per_run, cost = op_latencies(run + run, ["CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED"], 2)
+    assert per_run == [[0.3, 0.05, 0.02]] * 2 and cost == 0.0
+    with pytest.raises(LatpredError):
+        op_latencies(run + run[:2], ["CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED"], 2)
+
+
+def test_unknown_event_layout_is_a_clear_error():
+    with pytest.raises(LatpredError, match="event layout"):
+        _event_size(bytes(range(256)) * 8, 4)
+
+
+# -- real runs -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory):
+    """A converter-made CNN with an explicit PAD, convs, a depthwise conv, SE-like mean + FC."""
+    import tensorflow as tf
+    inp = tf.keras.Input((48, 48, 3), batch_size=1)
+    x = tf.keras.layers.ZeroPadding2D(1)(inp)
+    x = tf.keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    x = tf.keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = tf.keras.layers.Conv2D(32, 1)(x)
+    y = tf.keras.layers.Conv2D(32, 3, padding="same")(x)
+    x = tf.keras.layers.Add()([x, y])
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    out = tf.keras.layers.Dense(10)(x)
+    content = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inp, out)).convert()
+    path = tmp_path_factory.mktemp("opprof") / "cnn.tflite"
+    path.write_bytes(content)
+    return path
+
+
+def test_in_graph_op_latencies_add_up_to_the_end_to_end_run(cnn, tmp_path):
+    store = tmp_path / "p.sqlite"
+    summary = profile_models([cnn], store, runs=30, warmup=3, progress=False)
+    assert (summary.measured, summary.failed) == (1, 0)
+    (scen,) = summary.scenarios
+    assert parse_scenario(scen).runtime_version.endswith("+opprof")   # never mixed with isolated
+    graph = read_model(cnn)
+    with ProfileStore(store) as st:
+        rows = st.frame(scen)
+    assert list(rows.op_index) == list(range(len(graph.ops)))
+    convs = rows[rows.category.isin(["Conv2D", "DepthwiseConv2D"])]
+    assert len(convs) == 4 and (convs.latency_ms > 0).all()
+    # same execution: Σ op ≈ e2e minus the runtime's own per-run cost, unlike isolated timings
+    ratio = rows.latency_ms.sum() / rows.e2e_ms.iloc[0]
+    assert 0.5 < ratio < 1.1, ratio
+    # the biggest op by FLOPs is also among the slowest: the times belong to the right ops
+    top = rows.loc[rows.flops.idxmax()]
+    assert top.latency_ms >= np.sort(rows.latency_ms.to_numpy())[-2]
+
+
+def test_opprof_refuses_more_than_one_core(cnn, tmp_path):
+    with pytest.raises(LatpredError, match="one"):
+        profile_models([cnn], tmp_path / "p.sqlite", cores=2, op_timing="opprof", progress=False)
