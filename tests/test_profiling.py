@@ -381,7 +381,7 @@ def test_cli_profile_one_model(models, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "1 measured" in res.stdout
     with ProfileStore(store_path) as st:
-        assert st.scenarios() == [f"host/litert-{_litert()}/cpu1/fp32"]
+        assert st.scenarios() == [f"host/litert-{_litert()}+opprof/cpu1/fp32"]   # the default on one core
 
 
 def _litert():
