@@ -101,3 +101,8 @@ def test_in_graph_op_latencies_add_up_to_the_end_to_end_run(cnn, tmp_path):
 def test_opprof_refuses_more_than_one_core(cnn, tmp_path):
     with pytest.raises(LatpredError, match="one"):
         profile_models([cnn], tmp_path / "p.sqlite", cores=2, op_timing="opprof", progress=False)
+
+
+def test_opprof_with_no_model_files_is_a_clear_error(tmp_path):
+    with pytest.raises(LatpredError, match="no .tflite model files"):
+        profile_models([tmp_path], tmp_path / "p.sqlite", op_timing="opprof", progress=False)

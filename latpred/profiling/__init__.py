@@ -26,7 +26,8 @@ from .store import ProfileStore, iter_model_files
 
 log = logging.getLogger(__name__)
 BACKENDS = ("litert", "onnxruntime")
-_EXTS = {"litert": (".tflite",), "onnxruntime": (".onnx",), "adb": (".tflite",)}
+_EXTS = {"litert": (".tflite",), "litert_opprof": (".tflite",), "onnxruntime": (".onnx",),
+         "adb": (".tflite",)}
 
 
 @dataclass
@@ -105,20 +106,19 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
         if str(cores).lower() == "gpu":
             raise LatpredError("the host has no GPU backend; use --cores N")
         kind = backend
-        if op_timing not in ("auto", "opprof", "isolated"):
-            raise LatpredError(f"unknown --op-timing {op_timing!r}; use auto, opprof or isolated")
-        if backend == "litert" and op_wise and op_timing != "isolated":
-            single = str(cores).lower() in ("1", "1c")
-            if op_timing == "opprof" and not single:
-                raise LatpredError("--op-timing opprof runs one thread; use --cores 1")
-            if single:
-                kind = "litert_opprof"
     else:
         kind = "adb"
     config = None if str(cores).lower() == "gpu" else core_config(dev, cores)
+    if op_timing not in ("auto", "opprof", "isolated"):
+        raise LatpredError(f"unknown --op-timing {op_timing!r}; use auto, opprof or isolated")
+    if kind == "litert" and op_timing != "isolated":
+        if config.threads == 1:
+            kind = "litert_opprof"
+        elif op_timing == "opprof":
+            raise LatpredError("--op-timing opprof runs one thread; use --cores 1")
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    files = iter_model_files(paths, _EXTS[backend if kind == "litert_opprof" else kind])
+    files = iter_model_files(paths, _EXTS[kind])
     if not files:
         raise LatpredError(f"no {'/'.join(_EXTS[kind])} model files found in the given paths")
     adb_backend = worker = None
