@@ -289,9 +289,16 @@ def fit_cached(out_dir, label: str, make, train_ops: pd.DataFrame):
     return model
 
 
+def _predictor_code_hash() -> str:
+    """Hash of the code that fits and applies our predictor: a change there invalidates cached fits."""
+    h = hashlib.sha256()
+    for p in sorted((ROOT / "latpred" / "predictors").glob("*.py")) + [ROOT / "latpred" / "features.py"]:
+        h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def fit_ours(out_dir, scenario: str, method: str, train_ops, quick: bool, **kw) -> Ours:
-    # "ours-bundle": fits made by train_bundle; older cache entries (own fitting code) don't match
-    label = f"ours-bundle|{scenario}|{method}|{quick}|{sorted(kw.items())}"
+    label = f"ours-bundle|{_predictor_code_hash()}|{scenario}|{method}|{quick}|{sorted(kw.items())}"
     return fit_cached(out_dir, label, lambda: Ours(method, quick=quick, **kw), train_ops)
 
 

@@ -6,8 +6,11 @@ column per feature name. One model is trained per value of ``category`` (op cate
 kernel types such as ``Winograd`` on GPUs) on the features ``FEATURES[category]``; a missing feature
 value counts as 0, as in :func:`latpred.features.op_features`.
 
-- Rows with a latency that is missing or <= 0 cannot enter a percentage loss; they are left out of
-  the category fit (counted in the bundle's training facts) but still count in the overhead.
+- Rows with a latency that is missing or below ``min_latency_ms`` (default 1 µs, the resolution of
+  LiteRT's op profiler, which reports whole microseconds) cannot enter a percentage loss: 0 ms is a
+  fused op, and a value under the timer's resolution is mostly quantisation noise whose 1/y^2 weight
+  would dominate its category. They are left out of the category fit (counted in the bundle's
+  training facts) but still count in the overhead.
 - A category with fewer than ``min_samples`` usable rows gets no model; its ops are predicted by the
   bundle's :class:`~latpred.predictors.bundle.Fallback`, with a warning at training and prediction.
 - ``T_overhead`` = mean over training models of (measured e2e - sum of its measured op latencies)
@@ -38,6 +41,7 @@ REQUIRED_COLUMNS = ("model", "category", "latency_ms", "e2e_ms")
 # Compute-bound categories are left out of the fallback's latency-per-element ratio.
 COMPUTE_BOUND = set(CONV_CATEGORIES) | {FULLY_CONNECTED, "Winograd"}
 OVERHEAD_STATISTICS = ("mean", "median", "none")
+MIN_LATENCY_MS = 1e-3
 
 
 def select_scenario(frame: pd.DataFrame, scenario: str | None) -> tuple[pd.DataFrame, str]:
@@ -160,6 +164,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
                  row_builder: str = DEFAULT_ROW_BUILDER,
                  grids: dict[str, dict[str, list]] | None = None,
                  objective: str = "mspe", overhead: str = "mean",
+                 min_latency_ms: float = MIN_LATENCY_MS,
                  out: str | os.PathLike | None = None) -> Bundle:
     """Fit one model per category of ``scenario`` with ``method`` and package them in a Bundle.
 
@@ -168,6 +173,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
     ``objective``: 'mspe' (paper, Eq. 1) or 'mse' (plain squared error; ablation only).
     ``overhead``: statistic of (e2e - Σ op latencies) over training models: 'mean' (paper),
     'median', or 'none' (no overhead term).
+    ``min_latency_ms``: op rows faster than this are left out of the category fits (module doc).
     ``out``: also save the bundle there (atomically)."""
     if method not in METHODS:
         raise LatpredError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -198,7 +204,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
             names = category_features(cat)
             features[cat] = names
             lat = rows["latency_ms"].to_numpy(dtype=np.float64)
-            usable = np.isfinite(lat) & (lat > 0)
+            usable = np.isfinite(lat) & (lat >= min_latency_ms) & (lat > 0)
             n_ops[cat], n_used[cat] = int(len(rows)), int(usable.sum())
             if bar is not None:
                 bar.set_postfix_str(f"{cat} ({n_used[cat]} ops)", refresh=True)
@@ -224,7 +230,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
         if "model_hash" in frame.columns else [],
         "n_ops": n_ops, "n_ops_used": n_used, "fallback_categories": skipped,
         "overhead": overhead, "overhead_models": n_overhead, "objective": objective,
-        "min_samples": min_samples, "full_grid": full_grid,
+        "min_samples": min_samples, "min_latency_ms": min_latency_ms, "full_grid": full_grid,
         "seed": seed, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "train_seconds": round(time.perf_counter() - t0, 3),
         "cv_mspe": {c: m.cv_mspe for c, m in models.items()},

@@ -10,7 +10,8 @@ How: ai-edge-litert's Python API does not expose the profiler, so we call the Li
 ``libLiteRt.so`` the wheel ships (ctypes; names and signatures from ``litert/c/litert_*.h``):
 environment → model → options with the runtime option ``enable_profiling = true`` → compiled model
 (XNNPACK on the CPU) → tensor buffers → runs. End-to-end: ``warmup`` runs, then timed runs with the
-profiler stopped. Op-wise: as many runs with the profiler started; each event is one XNNPACK operator
+profiler stopped (it adds ~0.3 ms per run). Op-wise: as many runs with the profiler started,
+alternating with the timed ones in blocks of three; each event is one XNNPACK operator
 (or interpreter node) of one run, in whole microseconds, and :mod:`.xnn_align` maps operators to
 the .tflite ops. The event record layout is checked against the data (never guessed silently): an
 unknown LiteRT build is one clear error.
@@ -44,7 +45,8 @@ _DTYPES = {1: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7:
 # Profiler event types (tflite::Profiler::EventType).
 _EV_OPERATOR, _EV_DELEGATE_OP, _EV_DELEGATE_PROFILED_OP = 2, 4, 8
 _KNOWN_TYPES = {1, 2, 4, 8, 16, 32, 64, 128, 256}
-_EVENT_SIZES = (104, 88, 96, 112, 120)   # 104 on ai-edge-litert 2.3.0 (checked against the data)
+_EVENT_SIZES = (104, 88, 96, 112, 120)
+INTERLEAVE_BLOCK = 3   # timed and profiled runs alternate in blocks of this many   # 104 on ai-edge-litert 2.3.0 (checked against the data)
 
 
 class _Layout(C.Structure):
@@ -249,7 +251,7 @@ def measure_tflite_opprof(content: bytes, threads: int = 1, runs: int = DEFAULT_
                           warmup: int = DEFAULT_WARMUP, budget_s: float = DEFAULT_BUDGET_S,
                           op_wise: bool = True, seed: int = 0) -> dict[str, Any]:
     """Same result shape as :func:`latpred.profiling.litert.measure_tflite`; op latencies are
-    medians over the profiled runs of each op's in-graph time."""
+    trimmed means over the profiled runs of each op's in-graph time."""
     if threads != 1:
         raise LatpredError("in-graph op profiling runs one thread; use --cores 1 or "
                            "--op-timing isolated")
@@ -267,18 +269,27 @@ def measure_tflite_opprof(content: bytes, threads: int = 1, runs: int = DEFAULT_
             t = clock(); cm.run(); warm.append(clock() - t)
         probe = float(np.median(warm[len(warm) // 2:] or warm)) / 1e6
         n = run_count(probe, runs, budget_s)
-        timed = []
-        for _ in range(n):
-            t = clock(); cm.run(); timed.append(clock() - t)
+        # Timed (profiler off) and profiled runs alternate in small blocks, so that a burst of
+        # load from other tenants of the host hits both alike: measured one after the other, a
+        # burst during the timed phase alone inflated e2e by up to 40 % over Σ op.
+        timed: list[int] = []
+        per_run: list[list[float]] = []
+        cost = 0.0
+        while len(timed) < n:
+            block = min(INTERLEAVE_BLOCK, n - len(timed))
+            for _ in range(block):
+                t = clock(); cm.run(); timed.append(clock() - t)
+            if op_wise:
+                # reset + start per block: restarting a stopped profiler without a reset
+                # drops the next runs' events in this LiteRT build
+                cm.start()
+                for _ in range(block):
+                    cm.run()
+                block_runs, cost = op_latencies(cm.stop_and_read(), op_types, block)
+                per_run.extend(block_runs)
         e2e: Timing = summarize(timed)
         ops: list[dict[str, Any]] = []
-        cost = 0.0
         if op_wise:
-            cm.start()
-            for _ in range(n):
-                cm.run()
-            events = cm.stop_and_read()
-            per_run, cost = op_latencies(events, op_types, n)
             arr = np.asarray(per_run)                       # runs x ops, ms
             for i, op_type in enumerate(op_types):
                 col = arr[:, i]
