@@ -112,5 +112,15 @@ def op_features(graph: ModelGraph, op: Op, category: str | None = None) -> dict[
     return {k: float(f.get(k, 0.0)) for k in names}
 
 
+# Row flag, not a model input: 1.0 when the CPU runtime folds the op into the op after it
+# (:mod:`latpred.cpu.fusion`); such ops cost 0 ms where the bundle's runtime does that.
+FOLDED = "folded"
+
+
 def graph_features(graph: ModelGraph) -> list[dict[str, float]]:
-    return [op_features(graph, op) for op in graph.ops]
+    """``op_features`` of every op, with the ``folded`` flag on ops the CPU runtime folds away."""
+    from .cpu.fusion import folded_ops
+    feats = [op_features(graph, op) for op in graph.ops]
+    for index in folded_ops(graph):
+        feats[index][FOLDED] = 1.0
+    return feats

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from latpred.errors import LatpredError
+from latpred.cpu import folded_ops
 from latpred.profiling import profile_models
 from latpred.profiling.litert_opprof import _event_size, op_latencies
 from latpred.profiling.scenario import parse_scenario
@@ -31,6 +32,15 @@ def test_an_extra_operator_belongs_to_the_op_before_it():
            "Softmax (NC, F32)"]
     assign, _ = align(ops, xnn)
     assert assign == [[0, 1], [2], [3]]
+
+
+def test_a_split_off_activation_stays_with_its_op_and_a_fused_pad_after_it_gets_nothing():
+    # seresnet: ADD (fused ReLU) -> PAD -> CONV_2D; XNNPACK runs Add, Clamp, then the conv with
+    # the PAD folded in. The Clamp is the ADD's activation, not the PAD's work.
+    ops = ["ADD", "PAD", "CONV_2D", "RELU"]
+    xnn = ["Add (ND)", "Clamp (NC)", "Convolution (NHWC, F32) IGEMM", "Clamp (NC)"]
+    assign, _ = align(ops, xnn)
+    assert assign == [[0, 1], [], [2], [3]]
 
 
 def test_an_unfusable_op_is_not_skipped_when_its_operator_is_there():
@@ -61,12 +71,15 @@ def test_unknown_event_layout_is_a_clear_error():
 
 @pytest.fixture(scope="module")
 def cnn(tmp_path_factory):
-    """A converter-made CNN with an explicit PAD, convs, a depthwise conv, SE-like mean + FC."""
+    """A converter-made CNN with two explicit PADs (one before a conv, one before a pooling op),
+    convs, a depthwise conv, SE-like mean + FC."""
     import tensorflow as tf
     inp = tf.keras.Input((48, 48, 3), batch_size=1)
     x = tf.keras.layers.ZeroPadding2D(1)(inp)
     x = tf.keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
     x = tf.keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = tf.keras.layers.ZeroPadding2D(1)(x)
+    x = tf.keras.layers.MaxPool2D(3, strides=1)(x)
     x = tf.keras.layers.Conv2D(32, 1)(x)
     y = tf.keras.layers.Conv2D(32, 3, padding="same")(x)
     x = tf.keras.layers.Add()([x, y])
@@ -96,6 +109,22 @@ def test_in_graph_op_latencies_add_up_to_the_end_to_end_run(cnn, tmp_path):
     # the biggest op by FLOPs is also among the slowest: the times belong to the right ops
     top = rows.loc[rows.flops.idxmax()]
     assert top.latency_ms >= np.sort(rows.latency_ms.to_numpy())[-2]
+
+
+def test_the_pad_folding_rule_agrees_with_the_real_runtime(cnn, tmp_path):
+    # latpred.cpu.fusion says which PADs XNNPACK folds into their conv; the in-graph profile of
+    # the real runtime must show exactly those at 0 ms, and the PAD before pooling as real work
+    graph = read_model(cnn)
+    folded = folded_ops(graph)
+    pads = [op.index for op in graph.ops if op.type == "PAD"]
+    assert len(pads) == 2 and list(folded) == [pads[0]]
+    assert graph.ops[folded[pads[0]]].type == "CONV_2D"
+    store = tmp_path / "p.sqlite"
+    profile_models([cnn], store, runs=20, warmup=3, progress=False)
+    with ProfileStore(store) as st:
+        rows = st.frame().set_index("op_index")
+    assert rows.loc[pads[0], "latency_ms"] == 0 and rows.loc[pads[0], "folded"] == 1
+    assert rows.loc[pads[1], "latency_ms"] > 0 and not rows.loc[pads[1], "folded"] == 1
 
 
 def test_opprof_refuses_more_than_one_core(cnn, tmp_path):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from latpred.errors import LatpredError
-from latpred.features import FEATURES, op_features
+from latpred.features import FEATURES, graph_features, op_features
 from latpred.predictors import (BUNDLE_VERSION, Predictor, load, load_bundle, mspe, save_bundle,
                                 train_bundle)
 from latpred.predictors.evaluate import evaluate
@@ -37,8 +37,10 @@ def _keras_cnn(tf, seed: int, padded: bool = False):
     x0 = tf.keras.Input((32, 32, 3), batch_size=1)
     x = L.Conv2D(int(rng.choice([8, 16, 24])), 3, strides=2, padding="same", activation="relu")(x0)
     if padded:  # PAD ops: a category none of the training models has
-        x = L.ZeroPadding2D(2)(x)
+        x = L.ZeroPadding2D(2)(x)                     # folded into the conv by XNNPACK
         x = L.Conv2D(16, 3, activation="relu")(x)
+        x = L.ZeroPadding2D(1)(x)                     # before a pooling op: a real PAD
+        x = L.MaxPool2D(3, strides=1)(x)
     for _ in range(int(rng.integers(1, 4))):
         c = int(rng.choice([8, 16, 32, 48]))
         y = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
@@ -283,12 +285,24 @@ def test_unseen_category_uses_reported_fallback_not_a_crash(data, caplog):
     pred = Predictor(bundle).predict(padded)
     ops = pred.ops
     pad_ops = ops[ops["category"] == "Padding"]
-    assert len(pad_ops) >= 1
-    assert pad_ops["fallback"].all()
+    assert len(pad_ops) == 2
+    # the PAD before the conv is folded into it by the CPU runtime: 0 ms, no fallback needed;
+    # the PAD before the pooling op is real work, predicted by the fallback
+    folded, real = pad_ops[pad_ops["fused"]], pad_ops[~pad_ops["fused"]]
+    assert len(folded) == 1 and len(real) == 1
+    assert (folded["latency_ms"] == 0).all() and not folded["fallback"].any()
+    assert real["fallback"].all() and (real["latency_ms"] > 0).all()
     assert not ops[ops["category"] != "Padding"]["fallback"].any()
-    assert sorted(pred.fallback_ops) == sorted(pad_ops["index"].tolist())
-    assert np.all(pad_ops["latency_ms"] > 0) and np.isfinite(pred.latency_ms)
-    assert any("Padding" in r.getMessage() for r in caplog.records)
+    assert not ops[ops["category"] != "Padding"]["fused"].any()
+    assert sorted(pred.fallback_ops) == sorted(real["index"].tolist())
+    assert np.isfinite(pred.latency_ms)
+    assert any("Padding (1 ops)" in r.getMessage() for r in caplog.records)
+    # a bundle of a runtime that does not fold (ONNX Runtime) predicts both PADs
+    import copy
+    other = copy.deepcopy(bundle)
+    other.training["cpu_fusion"] = False
+    unfolded = Predictor(other).predict(padded).ops
+    assert (unfolded[unfolded["category"] == "Padding"]["latency_ms"] > 0).all()
     # The fallback scales with the op's size: a bigger PAD is predicted slower.
     p = Predictor(bundle)
     small = p.predict_rows([("Padding", {"input_size": 100.0, "output_size": 144.0})])
@@ -307,7 +321,7 @@ def test_predict_many_equals_predict_one_by_one_and_rows(data):
         pd.testing.assert_frame_equal(m.ops, one.ops)
         assert m.latency_ms == pytest.approx(m.overhead_ms + m.ops["latency_ms"].sum(), rel=1e-12)
         graph = read_model(path)
-        rows = [(op.category, op_features(graph, op)) for op in graph.ops]
+        rows = [(op.category, f) for op, f in zip(graph.ops, graph_features(graph))]
         np.testing.assert_allclose(p.predict_rows(rows), one.op_latency_ms, rtol=1e-12)
         assert p.predict(graph).latency_ms == pytest.approx(one.latency_ms, rel=1e-12)
 
@@ -328,7 +342,9 @@ def test_evaluate_scores_only_held_out_models_from_stored_features(data):
     assert result.within[0.10] == pytest.approx((err <= 0.10).mean())
     assert result.within[0.01] <= result.within[0.05] <= result.within[0.10]
     assert "Padding" in result.category_mape
-    unmodelled = ~result.per_op["category"].isin(list(p.bundle.models))
+    # ops of unmodelled categories use the fallback, unless the runtime folds them away
+    unmodelled = ~result.per_op["category"].isin(list(p.bundle.models)) & ~result.per_op["fused"]
+    assert result.per_op["fused"].sum() == 1     # the padded model's PAD before its conv
     assert result.fallback_ops == int(unmodelled.sum()) > 0
     assert (result.per_op["fallback"] == unmodelled).all()
 
@@ -371,7 +387,8 @@ def test_cli_train_all_predict_json_and_evaluate(data, tmp_path):
         graph = read_model(path)
         assert [o["index"] for o in d["ops"]] == [op.index for op in graph.ops]
         assert [o["category"] for o in d["ops"]] == [op.category for op in graph.ops]
-        assert all({"index", "category", "latency_ms"} <= set(o) for o in d["ops"])
+        assert all({"index", "category", "latency_ms", "fallback", "fused"} <= set(o)
+                   for o in d["ops"])
     assert any(o["fallback"] for o in doc[1]["ops"])
 
     res = _cli("evaluate", str(out / "lasso.joblib"), data["store"], "--json")

@@ -10,7 +10,8 @@ def register(sub) -> None:
         "predict", help="predict the latency of models with a trained bundle",
         description="Predict end-to-end latency (overhead + sum of per-op predictions) of .tflite or "
                     ".onnx models without running them. --json prints a list of {model, latency_ms, "
-                    "overhead_ms, ops: [{index, type, category, latency_ms, fallback}]}.")
+                    "overhead_ms, ops: [{index, type, category, latency_ms, fallback, fused}]}; fused ops are "
+                    "folded into the next op by the CPU runtime (0 ms).")
     p.add_argument("bundle", metavar="P", help="bundle file written by `latpred train`")
     p.add_argument("models", nargs="+", metavar="MODEL", help=".tflite or .onnx files")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -36,7 +37,7 @@ def run(args) -> int:
               f"{len(p.fallback_ops):>12}")
         if args.ops:
             for row in p.ops.itertuples(index=False):
-                mark = "  (fallback)" if row.fallback else ""
+                mark = "  (fallback)" if row.fallback else "  (fused)" if row.fused else ""
                 print(f"    {row.index:>4}  {row.type:<22} {row.category:<16}"
                       f"{row.latency_ms:>11.4f}{mark}")
     return 0

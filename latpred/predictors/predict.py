@@ -7,6 +7,10 @@ row per op with ``op_features``), or are given directly (e.g. GPU kernels after 
 selection, keyed by kernel type) to :meth:`Predictor.predict_rows` (per-row ms) or
 :meth:`Predictor.predict_rows_many` (whole-model Predictions).
 
+Folded ops: where the bundle's runtime folds an op into the next one (``cpu_fusion`` in its training
+facts: TFLite/LiteRT on a CPU, see :mod:`latpred.cpu.fusion`), a row flagged ``folded`` costs 0 ms
+and is marked ``fused=True`` in the breakdown.
+
 Fallback: an op whose category has no model in the bundle (never seen in training, or too few
 samples) is predicted as ``ms_per_element x (input_size + output_size)`` (``param_size`` when the
 row has neither), with a median-latency constant when the row has no size at all (see
@@ -41,9 +45,11 @@ class OpRow(NamedTuple):
 
 
 def op_rows(graph: ModelGraph) -> list[OpRow]:
-    """Default row builder: one row per op of the graph with its Table 3 features."""
-    from ..features import op_features
-    return [OpRow(op.index, op.type, op.category, op_features(graph, op)) for op in graph.ops]
+    """Default row builder: one row per op of the graph with its Table 3 features (and the
+    ``folded`` flag of :func:`latpred.features.graph_features`)."""
+    from ..features import graph_features
+    return [OpRow(op.index, op.type, op.category, f)
+            for op, f in zip(graph.ops, graph_features(graph))]
 
 
 @dataclass
@@ -57,17 +63,24 @@ class Prediction:
     op_category: list[str] = field(repr=False)
     op_latency_ms: np.ndarray = field(repr=False)
     op_fallback: np.ndarray = field(repr=False)
+    op_fused: np.ndarray | None = field(default=None, repr=False)
     _ops: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def ops(self) -> pd.DataFrame:
-        """Columns: index, type, category, latency_ms, fallback (built on first access)."""
+        """Columns: index, type, category, latency_ms, fallback, fused (built on first access)."""
         if self._ops is None:
             self._ops = pd.DataFrame({"index": self.op_index, "type": self.op_type,
                                       "category": self.op_category,
                                       "latency_ms": self.op_latency_ms,
-                                      "fallback": self.op_fallback})
+                                      "fallback": self.op_fallback, "fused": self.fused})
         return self._ops
+
+    @property
+    def fused(self) -> np.ndarray:
+        """Per op: folded into the next op by the runtime (predicted 0 ms)."""
+        return self.op_fused if self.op_fused is not None \
+            else np.zeros(len(self.op_index), dtype=bool)
 
     @property
     def fallback_ops(self) -> list[int]:
@@ -78,9 +91,10 @@ class Prediction:
         return {"model": self.model, "latency_ms": float(self.latency_ms),
                 "overhead_ms": float(self.overhead_ms),
                 "ops": [{"index": int(i), "type": t, "category": c, "latency_ms": float(v),
-                         "fallback": bool(f)}
-                        for i, t, c, v, f in zip(self.op_index, self.op_type, self.op_category,
-                                                 self.op_latency_ms, self.op_fallback)]}
+                         "fallback": bool(f), "fused": bool(u)}
+                        for i, t, c, v, f, u in zip(self.op_index, self.op_type, self.op_category,
+                                                    self.op_latency_ms, self.op_fallback,
+                                                    self.fused)]}
 
 
 def _matrix(feats: list[dict[str, float]], names: tuple[str, ...]) -> np.ndarray:
@@ -198,6 +212,16 @@ class Predictor:
                 latency[positions] = self._fallback([flat[p].features for p in positions])
                 fallback[positions] = True
                 fell_back[cat] = len(positions)
+        fused = np.zeros(len(flat), dtype=bool)
+        if self.bundle.training.get("cpu_fusion"):
+            from ..features import FOLDED
+            fused = np.array([bool(r.features.get(FOLDED, 0.0)) for r in flat], dtype=bool)
+            latency[fused] = 0.0
+            fallback[fused] = False
+            for cat in list(fell_back):
+                fell_back[cat] = int(sum(fallback[p] for p in by_cat[cat]))
+                if not fell_back[cat]:
+                    del fell_back[cat]
         self._warn_fallback(fell_back)
         out, start = [], 0
         overhead = float(self.bundle.overhead_ms)
@@ -208,7 +232,8 @@ class Predictor:
                 model=name, latency_ms=overhead + float(lat.sum()), overhead_ms=overhead,
                 op_index=np.array([r.index for r in rl], dtype=np.int64),
                 op_type=[r.type for r in rl], op_category=[r.category for r in rl],
-                op_latency_ms=lat.copy(), op_fallback=fallback[start:end].copy()))
+                op_latency_ms=lat.copy(), op_fallback=fallback[start:end].copy(),
+                op_fused=fused[start:end].copy()))
             start = end
         return out
 

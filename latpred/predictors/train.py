@@ -6,10 +6,11 @@ column per feature name. One model is trained per value of ``category`` (op cate
 kernel types such as ``Winograd`` on GPUs) on the features ``FEATURES[category]``; a missing feature
 value counts as 0, as in :func:`latpred.features.op_features`.
 
-- Rows with a latency that is missing or below ``min_latency_ms`` (default 1 µs, the resolution of
-  LiteRT's op profiler, which reports whole microseconds) cannot enter a percentage loss: 0 ms is a
-  fused op, and a value under the timer's resolution is mostly quantisation noise whose 1/y^2 weight
-  would dominate its category. They are left out of the category fit (counted in the bundle's
+- Rows with a latency that is missing, <= 0 (an op the runtime fused away) or below
+  ``min_latency_ms`` cannot enter a percentage loss. The default is the op timer's resolution
+  (:func:`op_timer_resolution_ms`): 1 µs for op profilers, which report whole microseconds (LiteRT's
+  in-graph profiler, the phones' benchmark tool), where a value under it is mostly quantisation
+  noise whose 1/y^2 weight would dominate its category; 0 for isolated single-op timings. They are left out of the category fit (counted in the bundle's
   training facts) but still count in the overhead.
 - A category with fewer than ``min_samples`` usable rows gets no model; its ops are predicted by the
   bundle's :class:`~latpred.predictors.bundle.Fallback`, with a warning at training and prediction.
@@ -31,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..categories import CONV_CATEGORIES, FULLY_CONNECTED
+from ..cpu.fusion import runtime_folds
 from ..errors import LatpredError
 from .bundle import DEFAULT_ROW_BUILDER, Bundle, Fallback, category_features, library_versions
 from .methods import METHODS, OBJECTIVES, fit_category
@@ -41,7 +43,20 @@ REQUIRED_COLUMNS = ("model", "category", "latency_ms", "e2e_ms")
 # Compute-bound categories are left out of the fallback's latency-per-element ratio.
 COMPUTE_BOUND = set(CONV_CATEGORIES) | {FULLY_CONNECTED, "Winograd"}
 OVERHEAD_STATISTICS = ("mean", "median", "none")
-MIN_LATENCY_MS = 1e-3
+PROFILER_RESOLUTION_MS = 1e-3
+
+
+def op_timer_resolution_ms(scenario: str) -> float:
+    """Resolution of the op timings of a scenario: whole microseconds from op profilers
+    (host ``+opprof``, the benchmark tool on phones); isolated host timings average many runs of a
+    nanosecond clock, so they have none to speak of (0)."""
+    from ..profiling.scenario import parse_scenario
+    try:
+        sc = parse_scenario(scenario)
+    except LatpredError:
+        return PROFILER_RESOLUTION_MS
+    isolated = sc.device == "host" and "+opprof" not in sc.runtime_version
+    return 0.0 if isolated else PROFILER_RESOLUTION_MS
 
 
 def select_scenario(frame: pd.DataFrame, scenario: str | None) -> tuple[pd.DataFrame, str]:
@@ -164,7 +179,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
                  row_builder: str = DEFAULT_ROW_BUILDER,
                  grids: dict[str, dict[str, list]] | None = None,
                  objective: str = "mspe", overhead: str = "mean",
-                 min_latency_ms: float = MIN_LATENCY_MS,
+                 min_latency_ms: float | None = None,
                  out: str | os.PathLike | None = None) -> Bundle:
     """Fit one model per category of ``scenario`` with ``method`` and package them in a Bundle.
 
@@ -173,7 +188,8 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
     ``objective``: 'mspe' (paper, Eq. 1) or 'mse' (plain squared error; ablation only).
     ``overhead``: statistic of (e2e - Σ op latencies) over training models: 'mean' (paper),
     'median', or 'none' (no overhead term).
-    ``min_latency_ms``: op rows faster than this are left out of the category fits (module doc).
+    ``min_latency_ms``: op rows faster than this are left out of the category fits (default: the
+    scenario's op timer resolution, see the module doc).
     ``out``: also save the bundle there (atomically)."""
     if method not in METHODS:
         raise LatpredError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -191,6 +207,8 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
     if frame.empty:
         raise LatpredError(f"no measured ops to train on for scenario {scenario}")
     overhead_value, n_overhead = overhead_ms(frame, overhead)
+    if min_latency_ms is None:
+        min_latency_ms = op_timer_resolution_ms(scenario)
     t0 = time.perf_counter()
     models, features, skipped, n_ops, n_used = {}, {}, {}, {}, {}
     groups = list(frame.groupby("category", sort=True))
@@ -230,6 +248,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
         if "model_hash" in frame.columns else [],
         "n_ops": n_ops, "n_ops_used": n_used, "fallback_categories": skipped,
         "overhead": overhead, "overhead_models": n_overhead, "objective": objective,
+        "cpu_fusion": runtime_folds(scenario),
         "min_samples": min_samples, "min_latency_ms": min_latency_ms, "full_grid": full_grid,
         "seed": seed, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "train_seconds": round(time.perf_counter() - t0, 3),

@@ -230,6 +230,9 @@ def _op_rows(graph, measured: list[dict], op_features, strict: bool) -> list[dic
     output tensor name (the reader skips Constant nodes, so positions differ). Runtime nodes that are no op of
     the IR (folded by the reader) are left out. ``strict`` (phone profiles): any row that does not
     match is an error, since the profile is then of another model or of a delegate."""
+    from ..cpu.fusion import folded_ops
+    from ..features import FOLDED
+    folded = folded_ops(graph)
     by_output = {}
     for op in graph.ops:
         if op.outputs:
@@ -249,7 +252,10 @@ def _op_rows(graph, measured: list[dict], op_features, strict: bool) -> list[dic
         if op is None:   # executed by the runtime but not an op of the IR (folded by the reader)
             continue
         row = {k: m[k] for k in ("op_index", "op_type", "latency_ms", "latency_cv", "runs")}
-        row.update(op_index=op.index, category=op.category, features=op_features(graph, op))
+        feats = op_features(graph, op)
+        if op.index in folded:
+            feats[FOLDED] = 1.0
+        row.update(op_index=op.index, category=op.category, features=feats)
         rows.append(row)
     if strict and len(rows) != len(graph.ops):
         raise LatpredError(f"op profile has {len(rows)} ops, the model has {len(graph.ops)}")

@@ -3,7 +3,8 @@
 Inside one full-graph run, LiteRT's profiler reports one event per operator the runtime executes:
 XNNPACK operators for the delegated part (named like ``Convolution (NHWC, F32) IGEMM``) and TFLite
 node invocations for ops left to the interpreter. XNNPACK does not keep a one-to-one map to the
-.tflite ops: it fuses some (a PAD into the following convolution, a RELU into its producer), runs
+.tflite ops: it fuses some (a PAD into the following convolution, a RELU into its producer), splits off
+the fused activation of an ADD or MUL as a separate Clamp operator, runs
 1x1 convolutions as ``Fully Connected``, and may split one op into two operators. We align the
 operator sequence to the op sequence (both are in execution order) with a small edit-distance
 dynamic programme: an op matches an operator whose name fits its type; an op the runtime fused
@@ -44,6 +45,10 @@ _FUSABLE = {"PAD", "PADV2", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "RELU", "RELU6"
             "RELU_0_TO_1", "QUANTIZE", "DEQUANTIZE"}
 
 MATCH, MISMATCH, SKIP_FUSABLE, SKIP_OTHER, EXTRA = 0.0, 3.0, 1.0, 4.0, 2.0
+# XNNPACK runs the fused activation of an element-wise op (ADD with RELU) as its own Clamp
+# operator: as an extra after its op it costs less than an ordinary extra, so that it is not
+# matched to a fused-away PAD/RESHAPE that follows (a tie at 3 before, resolved the wrong way).
+EXTRA_CLAMP = 0.5
 
 
 def compatible(op_type: str, operator_name: str) -> bool:
@@ -79,8 +84,9 @@ def align(op_types: Sequence[str], operators: Sequence[str]) -> tuple[list[list[
                 if c + step < cost[i + 1][j]:
                     cost[i + 1][j], move[i + 1][j] = c + step, "s"
             if j < m and i > 0:   # an extra operator belongs to the op matched before it
-                if c + EXTRA < cost[i][j + 1]:
-                    cost[i][j + 1], move[i][j + 1] = c + EXTRA, "x"
+                step = EXTRA_CLAMP if "clamp" in operators[j].lower() else EXTRA
+                if c + step < cost[i][j + 1]:
+                    cost[i][j + 1], move[i][j + 1] = c + step, "x"
     assign: list[list[int]] = [[] for _ in range(n)]
     i, j = n, m
     pending: list[int] = []

@@ -245,3 +245,9 @@ def _fill_attrs(model, raw_tensors, tensors, op: Op, o) -> None:
         v = _const_array(model, raw_tensors[op.inputs[1]])
         if v is not None:
             a["pads"] = v.reshape(-1, 2).tolist()
+        if t == "PADV2" and len(op.inputs) >= 3 and op.inputs[2] >= 0:
+            c = _const_array(model, raw_tensors[op.inputs[2]])
+            if c is not None and c.size:
+                a["pad_value"] = float(c.reshape(-1)[0])
+                q = tensors[op.outputs[0]].quantization if op.outputs else None
+                a["pad_zero_point"] = float(q[1]) if q else 0.0
