@@ -297,8 +297,12 @@ def _predictor_code_hash() -> str:
     return h.hexdigest()[:12]
 
 
+# taken once at import: a run keeps labelling its fits with the code it actually runs
+_CODE_HASH = _predictor_code_hash()
+
+
 def fit_ours(out_dir, scenario: str, method: str, train_ops, quick: bool, **kw) -> Ours:
-    label = f"ours-bundle|{_predictor_code_hash()}|{scenario}|{method}|{quick}|{sorted(kw.items())}"
+    label = f"ours-bundle|{_CODE_HASH}|{scenario}|{method}|{quick}|{sorted(kw.items())}"
     return fit_cached(out_dir, label, lambda: Ours(method, quick=quick, **kw), train_ops)
 
 

@@ -149,6 +149,24 @@ def test_mse_objective_gives_the_mean_where_mspe_gives_its_own_optimum(method, g
     assert by_objective["mspe"].cv_loss == by_objective["mspe"].cv_mspe
 
 
+@pytest.mark.parametrize("method", ["rf", "gbdt"])
+def test_tree_methods_fit_the_slow_ops_under_percentage_weights(method):
+    # latencies spanning 5 orders of magnitude, like µs element-wise ops next to 50 ms convs:
+    # the 1/y^2 weights of the slowest rows are ~1e-10 of the fastest. scikit-learn's own forest
+    # bootstrap (draws in proportion to the weights) and LightGBM's default minimum hessian per
+    # leaf both left the slowest rows unfitted, predicted at a fraction of their latency.
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 5, 600)
+    X = np.column_stack([x, rng.uniform(0, 1, 600)])
+    y = 1e-3 * 10 ** x * rng.uniform(0.97, 1.03, 600)
+    grid = {"rf": {"n_estimators": [5], "min_samples_split": [2]},
+            "gbdt": {"n_estimators": [100], "min_child_samples": [3]}}[method]
+    model = fit_category(method, "Conv2D", ("a", "b"), X, y, grid=grid)
+    slow = x > 4.5
+    ratio = model.predict(X[slow]).sum() / y[slow].sum()
+    assert 0.9 < ratio < 1.1, ratio
+
+
 def test_lasso_weights_are_nonnegative_even_when_a_feature_lowers_latency():
     rng = np.random.default_rng(1)
     X = rng.uniform(1, 100, (200, 3))
