@@ -12,8 +12,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "profile", help="measure op-wise and end-to-end latency into a profile store",
         description="Measure models on a real runtime: end-to-end latency and every operation's "
-                    "latency (each op cut into a single-op model on the host; the benchmark tool's "
-                    "op profiler on a phone). Results are committed per model; running the same "
+                    "latency (on the host: LiteRT's op profiler inside the full runs on one core, "
+                    "each op as its own single-op model otherwise, see --op-timing; on a phone: "
+                    "the benchmark tool's op profiler). Results are committed per model; running the same "
                     "command again skips what is stored.")
     p.add_argument("models", nargs="+", metavar="MODEL|DIR", help="model files or folders")
     p.add_argument("--out", required=True, metavar="STORE", help="profile store (SQLite) to add to")
