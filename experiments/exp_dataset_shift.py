@@ -55,7 +55,7 @@ def readme(out) -> str:
         t.columns = ["scenario", "method", "train (synthetic)", "test (real-world)", "e2e MAPE %",
                      "±10% acc %", "conv MAPE %", "dw MAPE %", "rest MAPE %",
                      "paper e2e MAPE % (phones CPU)"]
-        return c.md_table(t) + f"\n\n![dataset shift](results/{PNG})\n"
+        return c.md_table(t) + c.OP_LEVEL_NOTE + f"\n\n![dataset shift](results/{PNG})\n"
     return c.section_or_nodata(out, EXPERIMENT, "2. Dataset shift: synthetic → real-world "
                                "(paper Fig. 18)", CSV, render)
 

@@ -60,7 +60,7 @@ def readme(out) -> str:
         t["paper e2e MAPE (phones CPU)"] = t["method"].map(PAPER_E2E_CPU)
         t.columns = ["scenario", "method", "train", "test", "e2e MAPE %", "±10% acc %",
                      "conv MAPE %", "dw MAPE %", "rest MAPE %", "paper e2e MAPE % (phones CPU)"]
-        return c.md_table(t) + f"\n\n![in distribution](results/{PNG})\n"
+        return c.md_table(t) + c.OP_LEVEL_NOTE + f"\n\n![in distribution](results/{PNG})\n"
     return c.section_or_nodata(out, EXPERIMENT, "1. In distribution (paper Fig. 13)", CSV, render)
 
 
