@@ -199,9 +199,15 @@ class Predictor:
         flat = [r for rl in rows for r in rl]
         latency = np.zeros(len(flat))
         fallback = np.zeros(len(flat), dtype=bool)
+        # ops the runtime folds into the next op cost nothing and need no model
+        fused = np.zeros(len(flat), dtype=bool)
+        if self.bundle.training.get("cpu_fusion"):
+            from ..features import FOLDED
+            fused = np.array([bool(r.features.get(FOLDED, 0.0)) for r in flat], dtype=bool)
         by_cat: dict[str, list[int]] = {}
         for pos, r in enumerate(flat):
-            by_cat.setdefault(r.category, []).append(pos)
+            if not fused[pos]:
+                by_cat.setdefault(r.category, []).append(pos)
         fell_back: dict[str, int] = {}
         for cat, positions in by_cat.items():
             model = self.bundle.models.get(cat)
@@ -212,16 +218,6 @@ class Predictor:
                 latency[positions] = self._fallback([flat[p].features for p in positions])
                 fallback[positions] = True
                 fell_back[cat] = len(positions)
-        fused = np.zeros(len(flat), dtype=bool)
-        if self.bundle.training.get("cpu_fusion"):
-            from ..features import FOLDED
-            fused = np.array([bool(r.features.get(FOLDED, 0.0)) for r in flat], dtype=bool)
-            latency[fused] = 0.0
-            fallback[fused] = False
-            for cat in list(fell_back):
-                fell_back[cat] = int(sum(fallback[p] for p in by_cat[cat]))
-                if not fell_back[cat]:
-                    del fell_back[cat]
         self._warn_fallback(fell_back)
         out, start = [], 0
         overhead = float(self.bundle.overhead_ms)
