@@ -14,6 +14,7 @@ rule folds read 0 ms, every PAD before a pooling op or with several consumers di
 """
 from __future__ import annotations
 
+from ..errors import LatpredError
 from ..ir import ModelGraph, Op
 
 FOLDING_RUNTIMES = ("litert", "tflite")
@@ -27,7 +28,6 @@ def runtime_folds(scenario: str) -> bool:
     GPU scenarios predict kernels after their own fusion (:mod:`latpred.gpu`); ONNX Runtime is not
     covered."""
     from ..profiling.scenario import parse_scenario
-    from ..errors import LatpredError
     try:
         sc = parse_scenario(scenario)
     except LatpredError:

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from ..features import FOLDED
 from ..errors import LatpredError
 from .predict import OpRow, Predictor
 from .train import model_key, select_scenario
@@ -75,7 +76,7 @@ def frame_rows(rows: pd.DataFrame, predictor: Predictor) -> list[OpRow]:
     types = rows["op_type"].astype(str).to_numpy() if "op_type" in rows.columns else cats
     cols = {c: rows[c].to_numpy(dtype=np.float64) for c in rows.columns
             if c in {n for names in predictor.bundle.features.values() for n in names}
-            or c in ("input_size", "output_size", "param_size", "folded")}
+            or c in ("input_size", "output_size", "param_size", FOLDED)}
     for i in range(len(rows)):
         feats = {n: v[i] for n, v in cols.items() if v[i] == v[i]}   # NaN: feature n/a
         out.append(OpRow(int(idx[i]), types[i], cats[i], feats))
@@ -113,7 +114,7 @@ def evaluate(predictor: Predictor, frame: pd.DataFrame, *, models: Iterable[str]
     per_op = pd.concat([pd.DataFrame({
         "model": name, "op_index": p.op_index, "category": p.op_category,
         "measured_ms": g["latency_ms"].to_numpy(dtype=np.float64),
-        "predicted_ms": p.op_latency_ms, "fallback": p.op_fallback, "fused": p.fused})
+        "predicted_ms": p.op_latency_ms, "fallback": p.op_fallback, "fused": p.op_fused})
         for name, p, (_, g) in zip(names, preds, groups)], ignore_index=True)
     ok = per_op[np.isfinite(per_op["measured_ms"]) & (per_op["measured_ms"] > 0)]
     ape = ((ok["predicted_ms"] - ok["measured_ms"]) / ok["measured_ms"]).abs()

@@ -63,7 +63,7 @@ class Prediction:
     op_category: list[str] = field(repr=False)
     op_latency_ms: np.ndarray = field(repr=False)
     op_fallback: np.ndarray = field(repr=False)
-    op_fused: np.ndarray | None = field(default=None, repr=False)
+    op_fused: np.ndarray = field(repr=False)     # folded into the next op by the runtime: 0 ms
     _ops: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
@@ -73,14 +73,8 @@ class Prediction:
             self._ops = pd.DataFrame({"index": self.op_index, "type": self.op_type,
                                       "category": self.op_category,
                                       "latency_ms": self.op_latency_ms,
-                                      "fallback": self.op_fallback, "fused": self.fused})
+                                      "fallback": self.op_fallback, "fused": self.op_fused})
         return self._ops
-
-    @property
-    def fused(self) -> np.ndarray:
-        """Per op: folded into the next op by the runtime (predicted 0 ms)."""
-        return self.op_fused if self.op_fused is not None \
-            else np.zeros(len(self.op_index), dtype=bool)
 
     @property
     def fallback_ops(self) -> list[int]:
@@ -94,7 +88,7 @@ class Prediction:
                          "fallback": bool(f), "fused": bool(u)}
                         for i, t, c, v, f, u in zip(self.op_index, self.op_type, self.op_category,
                                                     self.op_latency_ms, self.op_fallback,
-                                                    self.fused)]}
+                                                    self.op_fused)]}
 
 
 def _matrix(feats: list[dict[str, float]], names: tuple[str, ...]) -> np.ndarray:

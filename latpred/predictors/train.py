@@ -10,8 +10,9 @@ value counts as 0, as in :func:`latpred.features.op_features`.
   ``min_latency_ms`` cannot enter a percentage loss. The default is the op timer's resolution
   (:func:`op_timer_resolution_ms`): 1 µs for op profilers, which report whole microseconds (LiteRT's
   in-graph profiler, the phones' benchmark tool), where a value under it is mostly quantisation
-  noise whose 1/y^2 weight would dominate its category; 0 for isolated single-op timings. They are left out of the category fit (counted in the bundle's
-  training facts) but still count in the overhead.
+  noise whose 1/y^2 weight would dominate its category; 0 for isolated single-op timings. They
+  are left out of the category fit (counted in the bundle's training facts) but still count in
+  the overhead.
 - A category with fewer than ``min_samples`` usable rows gets no model; its ops are predicted by the
   bundle's :class:`~latpred.predictors.bundle.Fallback`, with a warning at training and prediction.
 - ``T_overhead`` = mean over training models of (measured e2e - sum of its measured op latencies)

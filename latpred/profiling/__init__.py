@@ -94,7 +94,7 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     single-op model (:mod:`.litert`); ``auto`` — opprof on one core, else isolated. The op-timing
     method is part of the scenario id (runtime version ``2.3.0+opprof``): the two kinds of data
     are never mixed in one predictor."""
-    from ..features import op_features
+    from ..features import graph_features
     from ..readers import read_model
 
     if runs < 1 or warmup < 0:
@@ -182,7 +182,7 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
                     result = worker.call(kind, timeout=timeout_s, content=data,
                                          threads=config.threads, runs=runs, warmup=warmup,
                                          budget_s=budget_s, op_wise=op_wise, **extra)
-                rows = _op_rows(graph, result["ops"], op_features,
+                rows = _op_rows(graph, result["ops"], graph_features(graph),
                                 strict=kind == "adb" and config is not None)
             except (WorkerError, LatpredError) as exc:
                 st.add_failure(path, digest, scen, str(exc), facts)
@@ -223,16 +223,14 @@ def _tick(bar, summary: ProfileSummary, e2e_ms: float | None = None) -> None:
     bar.update(1)
 
 
-def _op_rows(graph, measured: list[dict], op_features, strict: bool) -> list[dict]:
-    """Attach the graph's category and Table 3 features to each measured op.
+def _op_rows(graph, measured: list[dict], features: list[dict], strict: bool) -> list[dict]:
+    """Attach the graph's category and features (``graph_features``, one dict per op) to each
+    measured op.
 
     A .tflite op is matched by position (when the op type agrees), an ONNX node by its first
     output tensor name (the reader skips Constant nodes, so positions differ). Runtime nodes that are no op of
     the IR (folded by the reader) are left out. ``strict`` (phone profiles): any row that does not
     match is an error, since the profile is then of another model or of a delegate."""
-    from ..cpu.fusion import folded_ops
-    from ..features import FOLDED
-    folded = folded_ops(graph)
     by_output = {}
     for op in graph.ops:
         if op.outputs:
@@ -252,10 +250,7 @@ def _op_rows(graph, measured: list[dict], op_features, strict: bool) -> list[dic
         if op is None:   # executed by the runtime but not an op of the IR (folded by the reader)
             continue
         row = {k: m[k] for k in ("op_index", "op_type", "latency_ms", "latency_cv", "runs")}
-        feats = op_features(graph, op)
-        if op.index in folded:
-            feats[FOLDED] = 1.0
-        row.update(op_index=op.index, category=op.category, features=feats)
+        row.update(op_index=op.index, category=op.category, features=features[op.index])
         rows.append(row)
     if strict and len(rows) != len(graph.ops):
         raise LatpredError(f"op profile has {len(rows)} ops, the model has {len(graph.ops)}")
