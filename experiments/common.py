@@ -301,7 +301,8 @@ def fit_cached(out_dir, label: str, make, train_ops: pd.DataFrame):
 def _predictor_code_hash() -> str:
     """Hash of the code that fits and applies our predictor: a change there invalidates cached fits."""
     h = hashlib.sha256()
-    for p in sorted((ROOT / "latpred" / "predictors").glob("*.py")) + [ROOT / "latpred" / "features.py"]:
+    for p in (sorted((ROOT / "latpred" / "predictors").glob("*.py"))
+              + sorted((ROOT / "latpred" / "cpu").glob("*.py")) + [ROOT / "latpred" / "features.py"]):
         h.update(p.read_bytes())
     return h.hexdigest()[:12]
 

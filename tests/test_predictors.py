@@ -261,6 +261,8 @@ def test_trained_lasso_bundle_has_nonnegative_weights_and_training_stats(data):
         rows = frame[frame["model"].isin(data["train"]) & (frame["category"] == cat)
                      & (frame["latency_ms"] > 0)]     # ops timed 0 (fused away) are left out
         X = rows[list(FEATURES[cat])].fillna(0).to_numpy(dtype=float)
+        if model.kernel is not None:   # CPU kernel features follow Table 3's
+            X = model.kernel.expand(X, FEATURES[cat], rows["op_type"].tolist())
         np.testing.assert_allclose(model.scaler.mean, X.mean(axis=0))
 
 

@@ -1,4 +1,5 @@
-"""`latpred store list|export|import`: look into, export and extend a profile store."""
+"""`latpred store list|export|import|drop|refeature`: look into, export, extend and maintain a
+profile store."""
 from __future__ import annotations
 
 import os
@@ -35,6 +36,12 @@ def register(sub) -> None:
                     help="drop models whose end-to-end CV is at least this (noisy timings)")
     dr.add_argument("--scenario", help="only in this scenario id")
     dr.set_defaults(func=run_drop)
+    rf = s.add_parser("refeature", help="recompute stored op features from the model files, "
+                                        "keeping every measurement")
+    rf.add_argument("store", metavar="STORE")
+    rf.add_argument("models", nargs="+", metavar="MODEL",
+                    help="model files or folders; matched to stored models by file hash")
+    rf.set_defaults(func=run_refeature)
 
 
 def _open(path: str, readonly: bool = True):
@@ -89,4 +96,29 @@ def run_drop(args) -> int:
     with _open(args.store, readonly=False) as st:
         n = st.drop(scenario=args.scenario, models=names, min_e2e_cv=args.min_e2e_cv)
     print(f"dropped {n} measurements from {args.store}; `latpred profile` measures them again")
+    return 0
+
+
+def run_refeature(args) -> int:
+    """Features are a function of the model file; when their rules change (e.g. which ops the
+    runtime folds), the stored rows are brought up to date without measuring again."""
+    from tqdm import tqdm
+    from ..features import graph_features
+    from ..profiling import file_hash
+    from ..profiling.store import iter_model_files
+    from ..readers import read_model
+    files = iter_model_files(args.models, (".tflite", ".onnx"))
+    if not files:
+        raise LatpredError("store refeature: no .tflite or .onnx files among the paths given")
+    with _open(args.store, readonly=False) as st:
+        stored = set(st.models()["model_hash"].astype(str))
+        models = rows = 0
+        for path in tqdm(files, unit="model", desc="refeature", dynamic_ncols=True):
+            with open(path, "rb") as fh:
+                digest = file_hash(fh.read())
+            if digest in stored:
+                rows += st.refresh_features(digest, graph_features(read_model(path)))
+                models += 1
+    print(f"refreshed the features of {rows} op rows of {models} models in {args.store} "
+          f"({len(files) - models} files not in the store)")
     return 0

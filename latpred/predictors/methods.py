@@ -43,7 +43,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -114,14 +114,19 @@ class CategoryModel:
     fit_seconds: float = 0.0
     objective: str = "mspe"        # training loss: 'mspe' (paper) or 'mse' (ablation)
     cv_loss: float = float("nan")  # validation loss of the chosen hyper-parameters, in `objective`
+    # derived CPU kernel columns appended to ``features`` (latpred.cpu.kernels); None: Table 3 only
+    kernel: Any = None
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Latency (ms) for raw (unstandardised) feature rows in ``self.features`` order."""
+    def predict(self, X: np.ndarray, op_types: Sequence[str] | None = None) -> np.ndarray:
+        """Latency (ms) for raw (unstandardised) feature rows in ``self.features`` order;
+        ``op_types`` (the ops' runtime types) feed the kernel features that depend on them."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim == 1:
             X = X.reshape(1, -1)
         if len(X) == 0:
             return np.zeros(0)
+        if self.kernel is not None:
+            X = self.kernel.expand(X, self.features, op_types)
         Z = self.scaler.transform(X)
         if self.method == "lasso":
             out = Z @ self.estimator["coef"] + self.estimator["intercept"]
@@ -155,9 +160,29 @@ def search_space(method: str, full_grid: bool = False) -> dict[str, list]:
 
 def fit_category(method: str, category: str, features: tuple[str, ...], X: np.ndarray,
                  y: np.ndarray, *, full_grid: bool = False, seed: int = 0, n_jobs: int = 1,
-                 grid: dict[str, list] | None = None, objective: str = "mspe") -> CategoryModel:
+                 grid: dict[str, list] | None = None, objective: str = "mspe",
+                 kernels: Sequence[Any] = (None,),
+                 op_types: Sequence[str] | None = None) -> CategoryModel:
     """Standardise ``X`` and fit ``method`` on ``objective`` (the paper's MSPE by default, or plain
-    squared error 'mse' for ablations); ``grid`` overrides the search."""
+    squared error 'mse' for ablations); ``grid`` overrides the search.
+
+    ``kernels``: candidate kernel-feature sets (:class:`latpred.cpu.kernels.KernelFeatures`, None
+    for Table 3 alone); each is searched like a hyper-parameter, on the same folds, and the one with
+    the lowest validation loss is kept. ``op_types`` are the rows' op types (for those features)."""
+    kernels = list(kernels) or [None]
+    if len(kernels) > 1 or kernels[0] is not None:
+        t0 = time.perf_counter()
+        fits = []
+        for kernel in kernels:
+            Xk = X if kernel is None else kernel.expand(X, features, op_types)
+            m = fit_category(method, category, features, Xk, y, full_grid=full_grid, seed=seed,
+                             n_jobs=n_jobs, grid=grid, objective=objective)
+            m.kernel = kernel
+            m.params = {**m.params, "kernel": "none" if kernel is None else kernel.describe()}
+            fits.append(m)
+        best = min(fits, key=lambda m: m.cv_loss)
+        best.fit_seconds = time.perf_counter() - t0
+        return best
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
     X = np.asarray(X, dtype=np.float64)

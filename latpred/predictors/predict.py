@@ -207,7 +207,7 @@ class Predictor:
             model = self.bundle.models.get(cat)
             if model is not None:
                 X = _matrix([flat[p].features for p in positions], model.features)
-                latency[positions] = model.predict(X)
+                latency[positions] = model.predict(X, [flat[p].type for p in positions])
             else:
                 latency[positions] = self._fallback([flat[p].features for p in positions])
                 fallback[positions] = True

@@ -34,6 +34,7 @@ import pandas as pd
 
 from ..categories import CONV_CATEGORIES, FULLY_CONNECTED
 from ..cpu.fusion import runtime_folds
+from ..cpu.kernels import kernel_candidates, uses_cpu_kernels
 from ..errors import LatpredError
 from .bundle import DEFAULT_ROW_BUILDER, Bundle, Fallback, category_features, library_versions
 from .methods import METHODS, OBJECTIVES, fit_category
@@ -139,6 +140,12 @@ def feature_matrix(rows: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
     return np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0)
 
 
+def op_types(rows: pd.DataFrame) -> np.ndarray:
+    """The runtime op type of each row (its category where the frame has no ``op_type``)."""
+    column = "op_type" if "op_type" in rows.columns else "category"
+    return rows[column].astype(str).to_numpy()
+
+
 def element_count(rows: pd.DataFrame) -> np.ndarray:
     """input_size + output_size per row (param_size when both are absent); NaN when none known."""
     def col(name):
@@ -181,6 +188,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
                  grids: dict[str, dict[str, list]] | None = None,
                  objective: str = "mspe", overhead: str = "mean",
                  min_latency_ms: float | None = None,
+                 kernel_features: bool | None = None,
                  out: str | os.PathLike | None = None) -> Bundle:
     """Fit one model per category of ``scenario`` with ``method`` and package them in a Bundle.
 
@@ -191,6 +199,9 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
     'median', or 'none' (no overhead term).
     ``min_latency_ms``: op rows faster than this are left out of the category fits (default: the
     scenario's op timer resolution, see the module doc).
+    ``kernel_features``: add the CPU kernel features of :mod:`latpred.cpu.kernels` to Table 3's,
+    their channel tile chosen per category by cross-validation (default: on for CPU scenarios;
+    False gives the paper's Table 3 features alone).
     ``out``: also save the bundle there (atomically)."""
     if method not in METHODS:
         raise LatpredError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -210,6 +221,8 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
     overhead_value, n_overhead = overhead_ms(frame, overhead)
     if min_latency_ms is None:
         min_latency_ms = op_timer_resolution_ms(scenario)
+    if kernel_features is None:
+        kernel_features = uses_cpu_kernels(scenario)
     t0 = time.perf_counter()
     models, features, skipped, n_ops, n_used = {}, {}, {}, {}, {}
     groups = list(frame.groupby("category", sort=True))
@@ -233,9 +246,12 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
                             "predicted by the fallback", cat, n_used[cat], max(min_samples, 2))
             else:
                 grid = (grids or {}).get(method)
-                models[cat] = fit_category(method, cat, names, feature_matrix(rows[usable], names),
-                                           lat[usable], full_grid=full_grid, seed=seed,
-                                           n_jobs=n_jobs, grid=grid, objective=objective)
+                used = rows[usable]
+                models[cat] = fit_category(
+                    method, cat, names, feature_matrix(used, names), lat[usable],
+                    full_grid=full_grid, seed=seed, n_jobs=n_jobs, grid=grid, objective=objective,
+                    kernels=kernel_candidates(cat) if kernel_features else (None,),
+                    op_types=op_types(used))
             if bar is not None:
                 bar.update(1)
     finally:
@@ -249,7 +265,8 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
         if "model_hash" in frame.columns else [],
         "n_ops": n_ops, "n_ops_used": n_used, "fallback_categories": skipped,
         "overhead": overhead, "overhead_models": n_overhead, "objective": objective,
-        "cpu_fusion": runtime_folds(scenario),
+        "cpu_fusion": runtime_folds(scenario), "kernel_features": bool(kernel_features),
+        "kernels": {c: m.kernel.describe() for c, m in models.items() if m.kernel is not None},
         "min_samples": min_samples, "min_latency_ms": min_latency_ms, "full_grid": full_grid,
         "seed": seed, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "train_seconds": round(time.perf_counter() - t0, 3),

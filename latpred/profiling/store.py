@@ -127,6 +127,23 @@ class ProfileStore:
                 [(mid, *r) for r in rows])
         return mid
 
+    def refresh_features(self, model_hash: str, features: list[dict]) -> int:
+        """Replace the stored features of one model's op rows (every scenario whose rows are ops,
+        not GPU kernels) with ``features[op_index]``; latencies are kept. One transaction; returns
+        the number of rows rewritten. For feature rules that changed after profiling."""
+        ids = [r[0] for r in self.conn.execute(
+            "SELECT id FROM models WHERE model_hash = ? AND status = 'ok'", (model_hash,))]
+        updates = []
+        for mid in ids:
+            for op_index, kernel_ops in self.conn.execute(
+                    "SELECT op_index, kernel_ops FROM ops WHERE model_id = ?", (mid,)).fetchall():
+                if kernel_ops is None and 0 <= op_index < len(features):
+                    updates.append((json.dumps(_clean(features[op_index])), mid, op_index))
+        with self.conn:
+            self.conn.executemany("UPDATE ops SET features = ? WHERE model_id = ? AND op_index = ?",
+                                  updates)
+        return len(updates)
+
     def add_failure(self, model_path_or_id: str, model_hash: str, scenario: str, reason: str,
                     machine: dict | None = None) -> None:
         model = _model_id(model_path_or_id)
