@@ -171,19 +171,21 @@ class Ours:
     predict``/``evaluate``).
 
     ``objective``: 'mspe' (Eq. 1) or 'mse' (ablation); ``overhead``: 'mean' (paper), 'median' or
-    'none' (ablation). ``quick`` searches the reduced ``QUICK_GRIDS``."""
+    'none' (ablation). ``quick`` searches the reduced ``QUICK_GRIDS``. ``kernel_features``: False
+    for the paper's Table 3 features alone (ablation); default as ``train_bundle``."""
 
     def __init__(self, method: str, *, objective: str = "mspe", overhead: str = "mean",
-                 quick: bool = False, seed: int = 0):
+                 quick: bool = False, seed: int = 0, kernel_features: bool | None = None):
         self.method, self.objective, self.overhead = method, objective, overhead
-        self.quick, self.seed = quick, seed
+        self.quick, self.seed, self.kernel_features = quick, seed, kernel_features
         self.predictor = None
 
     def fit(self, train_ops: pd.DataFrame) -> "Ours":
         from latpred.predictors import Predictor, train_bundle
         grids = {self.method: QUICK_GRIDS[self.method]} if self.quick else None
         bundle = train_bundle(train_ops, self.method, seed=self.seed, grids=grids,
-                              objective=self.objective, overhead=self.overhead)
+                              objective=self.objective, overhead=self.overhead,
+                              kernel_features=self.kernel_features)
         self.predictor = Predictor(bundle)
         return self
 

@@ -72,12 +72,13 @@ def test_unknown_event_layout_is_a_clear_error():
 @pytest.fixture(scope="module")
 def cnn(tmp_path_factory):
     """A converter-made CNN with two explicit PADs (one before a conv, one before a pooling op),
-    convs, a depthwise conv, SE-like mean + FC."""
+    an identity (1x1, stride 1) pooling op, convs, a depthwise conv, SE-like mean + FC."""
     import tensorflow as tf
     inp = tf.keras.Input((48, 48, 3), batch_size=1)
     x = tf.keras.layers.ZeroPadding2D(1)(inp)
     x = tf.keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
     x = tf.keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = tf.keras.layers.AveragePooling2D(1, strides=1)(x)
     x = tf.keras.layers.ZeroPadding2D(1)(x)
     x = tf.keras.layers.MaxPool2D(3, strides=1)(x)
     x = tf.keras.layers.Conv2D(32, 1)(x)
@@ -111,20 +112,49 @@ def test_in_graph_op_latencies_add_up_to_the_end_to_end_run(cnn, tmp_path):
     assert top.latency_ms >= np.sort(rows.latency_ms.to_numpy())[-2]
 
 
-def test_the_pad_folding_rule_agrees_with_the_real_runtime(cnn, tmp_path):
-    # latpred.cpu.fusion says which PADs XNNPACK folds into their conv; the in-graph profile of
-    # the real runtime must show exactly those at 0 ms, and the PAD before pooling as real work
+def test_the_folding_rules_agree_with_the_real_runtime(cnn, tmp_path):
+    # latpred.cpu.fusion says which PADs XNNPACK folds into their conv and which pools are
+    # identities; the in-graph profile of the real runtime must show exactly those at 0 ms, and
+    # the PAD before pooling and the 3x3 pooling itself as real work
     graph = read_model(cnn)
     folded = folded_ops(graph)
     pads = [op.index for op in graph.ops if op.type == "PAD"]
-    assert len(pads) == 2 and list(folded) == [pads[0]]
+    pools = [op.index for op in graph.ops if op.type in ("AVERAGE_POOL_2D", "MAX_POOL_2D")]
+    assert len(pads) == 2 and len(pools) == 2
+    identity, real_pool = pools
+    assert sorted(folded) == sorted([pads[0], identity])
     assert graph.ops[folded[pads[0]]].type == "CONV_2D"
+    assert graph.ops[folded[identity]].type == "DEPTHWISE_CONV_2D"
     store = tmp_path / "p.sqlite"
     profile_models([cnn], store, runs=20, warmup=3, progress=False)
     with ProfileStore(store) as st:
         rows = st.frame().set_index("op_index")
-    assert rows.loc[pads[0], "latency_ms"] == 0 and rows.loc[pads[0], "folded"] == 1
-    assert rows.loc[pads[1], "latency_ms"] > 0 and not rows.loc[pads[1], "folded"] == 1
+    for op in (pads[0], identity):
+        assert rows.loc[op, "latency_ms"] == 0 and rows.loc[op, "folded"] == 1
+    for op in (pads[1], real_pool):
+        assert rows.loc[op, "latency_ms"] > 0 and not rows.loc[op, "folded"] == 1
+
+
+def test_store_refeature_restores_features_and_keeps_every_measurement(cnn, tmp_path):
+    # feature rules can change after profiling: `latpred store refeature` recomputes the stored
+    # features from the model file (matched by hash) without touching the latencies
+    import json
+    from latpred.cli import main
+    store = tmp_path / "p.sqlite"
+    profile_models([cnn], store, runs=10, warmup=2, progress=False)
+    with ProfileStore(store) as st:
+        before = st.frame()
+        with st.conn:
+            st.conn.execute("UPDATE ops SET features = ?", (json.dumps({"input_hw": 1.0}),))
+        assert "folded" not in st.frame().columns
+    assert main(["store", "refeature", str(store), str(cnn)]) == 0
+    with ProfileStore(store) as st:
+        after = st.frame()
+    assert after["folded"].fillna(0).tolist() == before["folded"].fillna(0).tolist()
+    assert after["folded"].sum() == 2
+    for col in ("latency_ms", "flops", "input_hw", "e2e_ms"):
+        np.testing.assert_array_equal(after[col].to_numpy(), before[col].to_numpy())
+    assert main(["store", "refeature", str(store), str(tmp_path / "none")]) != 0
 
 
 def test_opprof_refuses_more_than_one_core(cnn, tmp_path):

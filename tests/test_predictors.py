@@ -246,6 +246,15 @@ def test_overhead_statistic_and_objective_options_of_train_bundle(data):
     mse = train_bundle(frame, "lasso", train_models=data["train"], grids=grid, objective="mse")
     assert mse.training["objective"] == "mse" and bundles["mean"].training["objective"] == "mspe"
     assert all(m.objective == "mse" for m in mse.models.values())
+    # CPU scenario: conv models carry the CPU kernel features the CV chose; off gives Table 3 only
+    lasso = bundles["mean"]
+    assert lasso.training["kernel_features"] and "Conv2D" in lasso.training["kernels"]
+    assert lasso.models["Conv2D"].kernel is not None
+    table3 = train_bundle(frame, "lasso", train_models=data["train"], grids=grid,
+                          kernel_features=False)
+    assert not table3.training["kernels"]
+    assert all(m.kernel is None for m in table3.models.values())
+    assert len(table3.models["Conv2D"].scaler.mean) == len(FEATURES["Conv2D"])
     with pytest.raises(LatpredError, match="overhead statistic"):
         train_bundle(frame, "lasso", overhead="max")
     with pytest.raises(LatpredError, match="unknown objective"):

@@ -33,6 +33,10 @@ def register(sub) -> None:
                    help="statistic over training models of (end-to-end latency - sum of op "
                         "latencies) used as the overhead term: mean (the paper's, default), "
                         "median (robust to a few noisy models) or none")
+    p.add_argument("--table3-only", action="store_true",
+                   help="the paper's Table 3 features alone, without the CPU kernel features "
+                        "(channel tiles, GEMM/multi-pass paths, element-wise cost class) that CPU "
+                        "scenarios get by default")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="threads for RF/GBDT/MLP (default 1)")
     p.add_argument("--out", required=True, metavar="P",
@@ -92,7 +96,8 @@ def run(args) -> int:
                               min_samples=MIN_SAMPLES if args.min_samples is None
                               else args.min_samples,
                               seed=args.seed, n_jobs=max(1, args.jobs), progress=not args.quiet,
-                              measured_on=measured_on, overhead=args.overhead)
+                              measured_on=measured_on, overhead=args.overhead,
+                              kernel_features=False if args.table3_only else None)
         save_bundle(bundle, path)
         t = bundle.training
         fb = t["fallback_categories"]
