@@ -15,7 +15,8 @@ EXPERIMENT = "training_size"
 CSV = "training_size.csv"
 RAW = "training_size_draws.csv"
 PNG = "training_size.png"
-SIZES = (30, 100, 300, 900)
+SIZES_PAPER = (30, 100, 300, 900)
+SIZES = SIZES_PAPER
 DRAWS = 5
 # Paper §5.5.1 text: with 30 training models, Lasso's e2e MAPE on real-world CPU is 6.5 % (Fig. 21c).
 PAPER = {("lasso", 30, "real"): "6.5"}
@@ -88,7 +89,12 @@ def readme(out) -> str:
         t = t[["method", "test", "size", "draws", "mape_mean", "mape_std", "acc10_mean", "paper"]]
         t.columns = ["method", "test", "train size", "draws", "e2e MAPE % (mean)", "± std",
                      "±10% acc % (mean)", "paper e2e MAPE % (phones CPU)"]
-        return (f"Scenario: `{df['scenario'].iloc[0]}`.\n\n" + c.md_table(t)
+        run_sizes = sorted(int(v) for v in df["size"].unique())
+        partial = ("" if run_sizes == list(SIZES_PAPER) else
+                   f" Sizes run this time: {', '.join(map(str, run_sizes))} (the full run, "
+                   f"`run_all.py` without `--training-sizes`, also has "
+                   f"{', '.join(str(v) for v in SIZES_PAPER if v not in run_sizes)}).")
+        return (f"Scenario: `{df['scenario'].iloc[0]}`.{partial}\n\n" + c.md_table(t)
                 + f"\n\n![training size](results/{PNG})\n")
     return c.section_or_nodata(out, EXPERIMENT, "3. Training-set size (paper Fig. 21)", CSV, render)
 

@@ -75,7 +75,12 @@ def main(argv=None) -> int:
     p.add_argument("--readme", default=str(c.ROOT / "experiments" / "README.md"),
                    help="README to regenerate")
     p.add_argument("--only", nargs="*", help="run only these experiments (e.g. baselines)")
+    p.add_argument("--training-sizes", metavar="N,N,...",
+                   help="training-set sizes of the training_size experiment (default "
+                        f"{','.join(map(str, exp_training_size.SIZES))}); its section says so")
     args = p.parse_args(argv)
+    if args.training_sizes:
+        exp_training_size.SIZES = tuple(int(v) for v in args.training_sizes.split(","))
     warnings.filterwarnings("ignore", message=".*eval_set.* is deprecated")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
