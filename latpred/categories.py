@@ -86,3 +86,10 @@ def onnx_category(op_type: str) -> str:
     if op_type in ONNX_ELEMENTWISE:
         return ELEMENTWISE
     return OTHER
+
+
+# Element-wise op types that read two tensors (TFLite and ONNX spellings); used by the CPU kernel
+# features and the nn-Meter baseline.
+BINARY_ELEMENTWISE_TYPES = frozenset({
+    "ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "POW", "ADD_N",
+    "FLOOR_DIV", "FLOOR_MOD", "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum"})

@@ -54,8 +54,6 @@ RF_SETTINGS = {
 # init_predictor's fallback forest (max_features "auto" == all features for a regressor).
 DEFAULT_RF = (50, 370, None)
 RANDOM_STATE = 10
-_BINARY = {"ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "POW", "ADD_N",
-           "FLOOR_DIV", "FLOOR_MOD", "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum"}
 
 
 def _col(ops: pd.DataFrame, name: str) -> np.ndarray:
@@ -81,7 +79,7 @@ def kernel_type(category: str, op_type: str) -> str:
     if category == C.CONCAT:
         return "concat"
     if category == C.ELEMENTWISE:
-        if op_type in _BINARY:
+        if op_type in C.BINARY_ELEMENTWISE_TYPES:
             return "add"
         return "hswish" if str(op_type).upper() in ("HARD_SWISH", "HARDSWISH") else "relu"
     if category == C.PADDING:

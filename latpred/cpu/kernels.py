@@ -35,8 +35,7 @@ from .. import categories as C
 
 TILE_CANDIDATES = (8, 16, 32)
 UNIPASS_MAX_TAPS = 25
-BINARY_TYPES = frozenset({"ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE",
-                          "POW", "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"})
+BINARY_TYPES = C.BINARY_ELEMENTWISE_TYPES
 TRANSCENDENTAL_TYPES = frozenset({"LOGISTIC", "TANH", "EXP", "LOG", "GELU", "ELU", "SQRT", "RSQRT",
                                   "Sigmoid", "Tanh", "Exp", "Log", "Gelu", "Elu", "Sqrt", "Erf"})
 TILED = (C.CONV2D, C.GROUPED_CONV2D, C.DEPTHWISE_CONV2D, C.FULLY_CONNECTED)
