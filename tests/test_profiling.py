@@ -374,6 +374,55 @@ def test_cli_export_list_and_errors(profiled, tmp_path):
         assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
+def test_store_combine_takes_the_median_of_real_passes(models, profiled, tmp_path):
+    """A second real pass of the same models, then a combined store: its latencies are the median
+    over passes (two passes: their mean; three with two equal: that value, not the mean), run
+    counts add up, the per-pass end-to-end times are kept, and failures survive."""
+    import shutil
+    _, first = profiled
+    second = tmp_path / "pass2.db"
+    profile_models([models["good"]], second, runs=10, warmup=2, progress=False,
+                   op_timing="isolated")
+    third = tmp_path / "pass3.db"
+    shutil.copy(second, third)
+    with ProfileStore(first) as a, ProfileStore(second) as b:
+        fa, fb = a.frame(), b.frame()
+        ma, mb = a.models().set_index("model"), b.models().set_index("model")
+    key = ["model", "scenario", "op_index"]
+    pair = fa.merge(fb, on=key, suffixes=("_1", "_2"))
+    assert len(pair) == len(fb) > 0
+    assert (pair.latency_ms_1 != pair.latency_ms_2).any()     # two real passes differ
+
+    two = tmp_path / "two.db"
+    res = _cli("store", "combine", two, first, second)
+    assert res.returncode == 0, res.stderr
+    with ProfileStore(two) as st:
+        f2 = st.frame().merge(pair, on=key)
+        m2 = st.models().set_index("model")
+        fails = set(st.failures().model)
+    assert np.allclose(f2.latency_ms, (f2.latency_ms_1 + f2.latency_ms_2) / 2)
+    assert (f2.runs == f2.runs_1 + f2.runs_2).all()
+    assert list(f2.flops.fillna(-1)) == list(f2.flops_1.fillna(-1))   # features carried over
+    for name in ("tiny_fp32", "tiny_int8"):
+        assert m2.loc[name, "passes"] == 2
+        assert m2.loc[name, "pass_e2e_ms"] == [ma.loc[name, "e2e_ms"], mb.loc[name, "e2e_ms"]]
+        assert np.isclose(m2.loc[name, "e2e_ms"], (ma.loc[name, "e2e_ms"] + mb.loc[name, "e2e_ms"]) / 2)
+    assert fails == {"custom_op", "not_a_model"}
+
+    three = tmp_path / "three.db"
+    assert _cli("store", "combine", three, first, second, third).returncode == 0
+    with ProfileStore(three) as st:
+        f3 = st.frame().merge(pair, on=key)
+    assert np.allclose(f3.latency_ms, f3.latency_ms_2)
+
+    for bad in (("store", "combine", two, first, second),              # would overwrite
+                ("store", "combine", tmp_path / "one.db", first),      # nothing to combine
+                ("store", "combine", tmp_path / "x.db", first, tmp_path / "missing.db")):
+        res = _cli(*bad)
+        assert res.returncode == 2 and res.stderr.startswith("latpred: ")
+        assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
 def test_cli_profile_one_model(models, tmp_path):
     store_path = tmp_path / "cli.db"
     res = _cli("profile", models["fp32"], "--out", store_path, "--runs", "5", "--warmup", "1",

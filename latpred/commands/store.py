@@ -1,5 +1,5 @@
-"""`latpred store list|export|import|drop|refeature`: look into, export, extend and maintain a
-profile store."""
+"""`latpred store list|export|import|drop|refeature|combine`: look into, export, extend and maintain
+a profile store."""
 from __future__ import annotations
 
 import os
@@ -42,6 +42,12 @@ def register(sub) -> None:
     rf.add_argument("models", nargs="+", metavar="MODEL",
                     help="model files or folders; matched to stored models by file hash")
     rf.set_defaults(func=run_refeature)
+    cb = s.add_parser("combine", help="merge repeated measurement passes into one store "
+                                      "(median per op and end-to-end)")
+    cb.add_argument("out", metavar="OUT", help="new store to write")
+    cb.add_argument("passes", nargs="+", metavar="PASS",
+                    help="stores made by the same `latpred profile` command at different times")
+    cb.set_defaults(func=run_combine)
 
 
 def _open(path: str, readonly: bool = True):
@@ -121,4 +127,19 @@ def run_refeature(args) -> int:
                 models += 1
     print(f"refreshed the features of {rows} op rows of {models} models in {args.store} "
           f"({len(files) - models} files not in the store)")
+    return 0
+
+
+def run_combine(args) -> int:
+    """One pass on a shared machine is a noisy label (see datasets/host/CARD.md); the median of
+    passes taken at different times is steadier."""
+    from ..profiling.store import combine_stores
+    for p in args.passes:
+        if not os.path.isfile(p):
+            raise LatpredError(f"{p}: no such profile store")
+    counts = combine_stores(args.passes, args.out)
+    note = (f"; {counts['fewer_passes']} models have fewer than {len(args.passes)} passes"
+            if counts["fewer_passes"] else "")
+    print(f"combined {len(args.passes)} passes: {counts['models']} models, {counts['ops']} op rows "
+          f"-> {args.out}{note}")
     return 0

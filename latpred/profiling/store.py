@@ -295,6 +295,114 @@ class ProfileStore:
         self.close()
 
 
+def combine_stores(inputs: list[str | os.PathLike], out: str | os.PathLike) -> dict[str, int]:
+    """Merge repeated measurement passes of the same models into one store at ``out``.
+
+    Each input is a store made by the same `latpred profile` command at a different time (a
+    *pass*). A model's time on a shared machine drifts between passes by more than within one
+    pass (other tenants, cache state), so one pass is a noisy label; the median over passes is a
+    steadier one. Per (model hash, scenario): ``e2e_ms`` and every op's ``latency_ms`` become the
+    median over the passes that measured it ok, ``runs`` the sum, the CVs the median within-pass
+    CV; the machine facts gain ``passes``, ``pass_e2e_ms`` and ``pass_measured_at`` so the
+    between-pass spread stays visible. Op rows and features come from the first pass that has the
+    model; a pass whose op list differs (other op types) is left out for that model. Failures
+    are kept only when no pass measured the model. Written to a temporary file, then renamed.
+    Returns counts: models, ops, and how many models had fewer passes than inputs."""
+    import numpy as np
+    out = os.fspath(out)
+    if len(inputs) < 2:
+        raise LatpredError("store combine: give at least two pass stores")
+    if os.path.exists(out):
+        raise LatpredError(f"{out}: exists; combine writes a new store")
+    for p in inputs:
+        if os.path.abspath(os.fspath(p)) == os.path.abspath(out):
+            raise LatpredError(f"{out}: is also an input")
+    passes = [ProfileStore(p, readonly=True) for p in inputs]
+    try:
+        by_key: dict[tuple[str, str], list[tuple[sqlite3.Row, list]]] = {}
+        failed: dict[tuple[str, str], tuple] = {}
+        order: list[tuple[str, str]] = []
+        for st in passes:
+            st.conn.row_factory = sqlite3.Row
+            for m in st.conn.execute("SELECT * FROM models ORDER BY id"):
+                key = (m["model_hash"], m["scenario"])
+                if key not in by_key and key not in failed:
+                    order.append(key)
+                if m["status"] != "ok":
+                    failed.setdefault(key, m)
+                    continue
+                ops = st.conn.execute("SELECT * FROM ops WHERE model_id = ? ORDER BY op_index",
+                                      (m["id"],)).fetchall()
+                by_key.setdefault(key, []).append((m, ops))
+        folder = os.path.dirname(os.path.abspath(out))
+        fd, tmp = tempfile.mkstemp(prefix=".combine-", suffix=".sqlite", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+        counts = {"models": 0, "ops": 0, "fewer_passes": 0}
+        try:
+            dst = ProfileStore(tmp)
+            for key in order:
+                measured = by_key.get(key)
+                if not measured:
+                    f = failed[key]
+                    dst.add_failure(f["model_path"] or f["model"], f["model_hash"], f["scenario"],
+                                    f["reason"], json.loads(f["machine"] or "{}"))
+                    continue
+                first, first_ops = measured[0]
+                signature = [(o["op_index"], o["op_type"]) for o in first_ops]
+                same = [(m, ops) for m, ops in measured
+                        if [(o["op_index"], o["op_type"]) for o in ops] == signature]
+                if len(same) < len(inputs):
+                    counts["fewer_passes"] += 1
+                lat = np.array([[o["latency_ms"] if o["latency_ms"] is not None else np.nan
+                                 for o in ops] for _m, ops in same], dtype=float)
+                cvs = np.array([[o["latency_cv"] if o["latency_cv"] is not None else np.nan
+                                 for o in ops] for _m, ops in same], dtype=float)
+                rows = []
+                for j, o in enumerate(first_ops):
+                    col = lat[:, j]
+                    rows.append({"op_index": o["op_index"], "op_type": o["op_type"],
+                                 "category": o["category"],
+                                 "latency_ms": _nanmedian(col),
+                                 "latency_cv": _nanmedian(cvs[:, j]),
+                                 "runs": sum(int(ops[j]["runs"] or 0) for _m, ops in same) or None,
+                                 "kernel_ops": o["kernel_ops"],
+                                 "features": json.loads(o["features"] or "{}")})
+                e2e = [m["e2e_ms"] for m, _ops in same]
+                facts = json.loads(first["machine"] or "{}")
+                facts.update(passes=len(same), pass_e2e_ms=e2e,
+                             pass_measured_at=[m["measured_at"] for m, _ops in same])
+                runs = [m["e2e_runs"] for m, _ops in same if m["e2e_runs"] is not None]
+                dst.add_measurement(first["model_path"] or first["model"], key[0], key[1],
+                                    _nanmedian(np.array([np.nan if v is None else v for v in e2e],
+                                                        dtype=float)),
+                                    _nanmedian(np.array([np.nan if m["e2e_cv"] is None
+                                                         else m["e2e_cv"] for m, _o in same],
+                                                        dtype=float)),
+                                    rows, facts, e2e_runs=sum(runs) if runs else None)
+                counts["models"] += 1
+                counts["ops"] += len(rows)
+            dst.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            dst.conn.execute("PRAGMA journal_mode = DELETE")
+            dst.close()
+            os.replace(tmp, out)
+        finally:
+            for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
+        return counts
+    finally:
+        for st in passes:
+            st.close()
+
+
+def _nanmedian(values) -> float | None:
+    import numpy as np
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if len(values) else None
+
+
 def _model_id(model_path_or_id: str) -> str:
     base = os.path.basename(str(model_path_or_id))
     stem, ext = os.path.splitext(base)
