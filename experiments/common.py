@@ -59,7 +59,9 @@ QUICK_GRIDS = {
 @dataclass
 class Data:
     ops: pd.DataFrame        # one row per measured op, all scenarios, plus ``kind``
-    models: pd.DataFrame     # one row per (scenario, model): e2e_ms, e2e_cv, sum_ops_ms, n_ops, kind
+    # one row per (scenario, model): e2e_ms, e2e_cv, sum_ops_ms, n_ops, kind, pass_e2e_ms (the
+    # e2e of each measurement pass when the store was combined from several, else None)
+    models: pd.DataFrame
     stores: list[str]
     manifest_names: set[str]
 
@@ -105,7 +107,11 @@ def load_data(data_dir=DEFAULT_DATA, manifest=DEFAULT_MANIFEST) -> Data:
             m = st.models()
         if len(f) == 0:
             continue
-        ok = m[m["status"] == "ok"][["model", "scenario", "model_path", "measured_at"]]
+        # stores combined from repeated passes (`latpred store combine`) keep each pass's e2e
+        if "pass_e2e_ms" not in m:
+            m["pass_e2e_ms"] = None
+        ok = m[m["status"] == "ok"][["model", "scenario", "model_path", "measured_at",
+                                     "pass_e2e_ms"]]
         frames.append(f.merge(ok.drop_duplicates(["model", "scenario"], keep="last"),
                               on=["model", "scenario"], how="left"))
         paths.append(p)
@@ -127,7 +133,8 @@ def load_data(data_dir=DEFAULT_DATA, manifest=DEFAULT_MANIFEST) -> Data:
     g = ops.groupby(["scenario", "model"], sort=False)
     models = g.agg(e2e_ms=("e2e_ms", "first"), e2e_cv=("e2e_cv", "first"),
                    sum_ops_ms=("latency_ms", "sum"), n_ops=("op_index", "size"),
-                   kind=("kind", "first"), model_path=("model_path", "first")).reset_index()
+                   kind=("kind", "first"), model_path=("model_path", "first"),
+                   pass_e2e_ms=("pass_e2e_ms", "first")).reset_index()
     return Data(ops, models, paths, names)
 
 

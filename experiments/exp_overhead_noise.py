@@ -1,6 +1,8 @@
 """Figs. 10 and 15 (paper §4.2, §5.2): framework overhead = measured end-to-end latency − Σ measured
 op latencies, per model; and measurement noise as the coefficient of variation (CV) of repeated
-runs, end-to-end and per op, per scenario."""
+runs, end-to-end and per op, per scenario. Where a store was combined from several measurement
+passes taken at different times (`latpred store combine`), also the between-pass spread: how far
+one pass's end-to-end time is from another's, the noise a single-pass label carries."""
 from __future__ import annotations
 
 import sys
@@ -32,7 +34,7 @@ def run(data: c.Data, out, quick: bool) -> None:
                 overhead_ms_std=("overhead_ms", "std"), overhead_pct_median=("overhead_pct", "median"),
                 share_e2e_above_sum=("overhead_ms", lambda s: 100 * float((s > 0).mean())),
                 median_e2e_cv=("e2e_cv", "median"))
-           .join(op_cv).reset_index())
+           .join(op_cv).join(_between_passes(m)).reset_index())
     c.write_csv(agg, out, CSV)
     plt = c.plt()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -55,14 +57,33 @@ def run(data: c.Data, out, quick: bool) -> None:
     c.write_status(out, EXPERIMENT, "ok")
 
 
+def _between_passes(models: pd.DataFrame) -> pd.DataFrame:
+    """Per (scenario, kind): passes per model and the mean |a − b| / mean(a, b) over every pair of
+    passes of a model (%), i.e. how well one pass reproduces another."""
+    import itertools
+    rows = []
+    for (scen, kind), d in models.groupby(["scenario", "kind"]):
+        lists = [p for p in d["pass_e2e_ms"] if isinstance(p, list) and len(p) >= 2]
+        gaps = [abs(a - b) / ((a + b) / 2) for p in lists for a, b in itertools.combinations(p, 2)
+                if a and b]
+        rows.append({"scenario": scen, "kind": kind,
+                     "passes": float(pd.Series([len(p) for p in lists]).median()) if lists else 1.0,
+                     "pass_to_pass_pct": 100 * float(pd.Series(gaps).mean()) if gaps else None})
+    return pd.DataFrame(rows).set_index(["scenario", "kind"])
+
+
 def readme(out) -> str:
     def render(df):
         df = df.copy()
         df["paper"] = PAPER
         df.columns = ["scenario", "models of", "models", "overhead ms (mean)", "± std",
                       "overhead % of e2e (median)", "% models e2e > Σ ops", "median e2e CV",
-                      "median op CV", "paper (phones)"]
-        return c.md_table(df, 3) + f"\n\n![overhead and noise](results/{PNG})\n"
+                      "median op CV", "passes", "pass-to-pass e2e gap %", "paper (phones)"]
+        note = ("\n\n'passes': measurement passes per model, taken at different times and "
+                "combined by their median (`latpred store combine`). 'pass-to-pass e2e gap': "
+                "mean |a − b| / mean(a, b) of the end-to-end times of two passes of the same "
+                "model, i.e. how far apart two measurements of one model are.")
+        return c.md_table(df, 3) + note + f"\n\n![overhead and noise](results/{PNG})\n"
     return c.section_or_nodata(out, EXPERIMENT, "5. Overhead and noise (paper Figs. 10, 15)", CSV,
                                render)
 

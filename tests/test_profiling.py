@@ -432,6 +432,29 @@ def test_cli_profile_one_model(models, tmp_path):
     with ProfileStore(store_path) as st:
         assert st.scenarios() == [f"host/litert-{_litert()}+opprof/cpu1/fp32"]   # the default on one core
 
+    # the same store given to --passes: it holds single-pass data, so it is not overwritten
+    res = _cli("profile", models["fp32"], "--out", store_path, "--passes", "2", "--quiet")
+    assert res.returncode == 2 and res.stderr.startswith("latpred: ") and "single-pass" in res.stderr
+
+
+def test_cli_profile_passes_measures_each_model_k_times_and_combines(models, tmp_path):
+    out = tmp_path / "multi.sqlite"
+    args = ("profile", models["fp32"], "--out", out, "--runs", "5", "--warmup", "1", "--quiet",
+            "--passes", "2")
+    res = _cli(*args)
+    assert res.returncode == 0, res.stderr
+    passes = [tmp_path / f"multi.pass{k}.sqlite" for k in (1, 2)]
+    e2e = []
+    for p in passes:
+        with ProfileStore(p) as st:
+            e2e.append(float(st.models().e2e_ms.iloc[0]))
+    with ProfileStore(out) as st:
+        m = st.models()
+    assert len(m) == 1 and m.passes.iloc[0] == 2 and m.pass_e2e_ms.iloc[0] == e2e
+    assert np.isclose(m.e2e_ms.iloc[0], np.mean(e2e))
+    again = _cli(*args)                      # resumes: both passes stored, nothing measured again
+    assert again.returncode == 0 and again.stdout.count("0 measured, 1 already stored") == 2
+
 
 def _litert():
     from importlib.metadata import version

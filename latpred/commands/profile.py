@@ -1,9 +1,14 @@
 """`latpred profile MODEL|DIR... --device host --out STORE`: measure op-wise and end-to-end latency
-into a profile store; re-running resumes (models already stored for the scenario are skipped)."""
+into a profile store; re-running resumes (models already stored for the scenario are skipped).
+``--passes K`` measures every model K times, one pass over all models after another, into
+``STORE.passN.sqlite`` files, and writes STORE as their median (`latpred store combine`)."""
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 
+from ..errors import LatpredError
 from ..profiling.devices import device_keys
 from ..profiling.litert import DEFAULT_BUDGET_S, DEFAULT_RUNS, DEFAULT_TIMEOUT_S, DEFAULT_WARMUP
 
@@ -43,15 +48,53 @@ def register(sub) -> None:
                    help="phone: the TFLite benchmark_model binary built for it")
     p.add_argument("--adb", default="adb", help="phone: adb executable (default: adb on PATH)")
     p.add_argument("--serial", help="phone: adb serial when several are connected")
+    p.add_argument("--passes", type=int, default=1, metavar="K",
+                   help="measure every model K times, one whole pass after another, into "
+                        "STORE.pass1.sqlite ... and write STORE as their median (default 1: "
+                        "measure into STORE directly). On a shared machine one pass is a noisy "
+                        "label; passes at different times average the drift out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.passes < 1:
+        raise LatpredError("--passes must be >= 1")
+    if args.passes == 1:
+        return _one_pass(args, args.out)
+    from ..profiling.store import ProfileStore, combine_stores
+    if os.path.exists(args.out):
+        # STORE is derived from the pass files; never overwrite a store measured directly
+        with ProfileStore(args.out, readonly=True) as st:
+            models = st.models()
+        ok = models[models["status"] == "ok"]
+        if len(ok) and ("passes" not in ok or ok["passes"].isna().any()):
+            raise LatpredError(f"{args.out}: holds single-pass measurements; give --passes a new "
+                               "--out (the passes go next to it)")
+    stem = args.out[:-len(".sqlite")] if args.out.endswith(".sqlite") else args.out
+    pass_stores = [f"{stem}.pass{k}.sqlite" for k in range(1, args.passes + 1)]
+    for k, pass_store in enumerate(pass_stores, 1):
+        print(f"pass {k}/{args.passes} -> {pass_store}")
+        _one_pass(args, pass_store)
+    folder = os.path.dirname(os.path.abspath(args.out))
+    fd, tmp = tempfile.mkstemp(prefix=".passes-", suffix=".sqlite", dir=folder)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        counts = combine_stores(pass_stores, tmp)
+        os.replace(tmp, args.out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    print(f"combined {args.passes} passes: {counts['models']} models -> {args.out}")
+    return 0
+
+
+def _one_pass(args, out: str) -> int:
     from ..profiling import profile_models
 
     summary = profile_models(
-        args.models, args.out, device=args.device, backend=args.backend, cores=args.cores,
+        args.models, out, device=args.device, backend=args.backend, cores=args.cores,
         runs=args.runs, warmup=args.warmup, progress=not args.quiet, budget_s=args.budget,
         op_wise=not args.no_op_wise, retry_failed=args.retry_failed, timeout_s=args.timeout,
         input_shape=args.input_shape, benchmark_binary=args.benchmark_binary, adb=args.adb,
