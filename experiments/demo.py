@@ -2,7 +2,8 @@
 
 1. sample 30 synthetic architectures from the NAS space (§4.3.2) and build them as fp32 .tflite;
 2. build a handful of real-world CNNs (imgclsmob tf2cv, random weights) the predictors never see;
-3. profile everything on this machine (LiteRT, 1 core, fp32): op-wise and end-to-end;
+3. profile everything on this machine (LiteRT, 1 core, fp32): op-wise and end-to-end, in two
+   whole passes whose median is kept (one pass on a shared machine drifts by a few percent);
 4. train Lasso and GBDT on the 30 synthetic architectures only;
 5. predict the real-world CNNs, and print predicted vs measured latency with errors and the MAPE;
 6. rank the real-world CNNs by FRM from predicted and from measured latency.
@@ -38,6 +39,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--names", default=",".join(REAL_WORLD), help="real-world CNNs to predict")
     ap.add_argument("--runs", type=int, default=None, help="timed runs per measurement")
+    ap.add_argument("--passes", type=int, default=2,
+                    help="measurement passes over all models, combined by their median")
     args = ap.parse_args()
 
     from latpred.errors import LatpredError
@@ -54,7 +57,7 @@ def run(args) -> int:
 
     from latpred.predictors import load as load_bundle
     from latpred.predictors.train import train_bundle
-    from latpred.profiling import profile_models
+    from latpred.profiling import profile_models, profile_passes
     from latpred.profiling.store import ProfileStore
     from latpred.sources.export import build_files
     from latpred.sources.nas import sample_specs
@@ -63,7 +66,7 @@ def run(args) -> int:
     t_start = time.time()
     out = Path(args.out)
     syn_dir, zoo_dir = out / "synthetic", out / "zoo"
-    store_path = out / "profiles.sqlite"
+    store_path = out / ("profiles.sqlite" if args.passes == 1 else f"profiles_{args.passes}pass.sqlite")
 
     _step(1, f"sampling {args.count} synthetic architectures (seed {args.seed}) -> fp32 .tflite")
     specs = sample_specs(args.count, args.seed)
@@ -81,10 +84,17 @@ def run(args) -> int:
         print("no real-world model could be built; nothing to predict", file=sys.stderr)
         return 1
 
-    _step(3, "profiling on this CPU (LiteRT, 1 core, fp32): op-wise and end-to-end")
+    _step(3, "profiling on this CPU (LiteRT, 1 core, fp32): op-wise and end-to-end"
+             + ("" if args.passes == 1 else f", {args.passes} passes (median)"))
     kw = {} if args.runs is None else {"runs": args.runs}
-    profile_models(syn_paths + zoo_paths, str(store_path), device="host", backend="litert",
-                   cores=1, progress=True, **kw)
+
+    def measure_into(path):
+        profile_models(syn_paths + zoo_paths, str(path), device="host", backend="litert",
+                       cores=1, progress=True, **kw)
+    if args.passes == 1:
+        measure_into(store_path)
+    else:
+        profile_passes(store_path, args.passes, measure_into, announce=lambda m: print(f"  {m}"))
     store = ProfileStore(str(store_path))
     (scenario,) = [s for s in store.scenarios() if "cpu1" in s or s.endswith("/1/fp32")][:1] or store.scenarios()[:1]
     frame = store.frame(scenario)

@@ -4,9 +4,7 @@ into a profile store; re-running resumes (models already stored for the scenario
 ``STORE.passN.sqlite`` files, and writes STORE as their median (`latpred store combine`)."""
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 
 from ..errors import LatpredError
 from ..profiling.devices import device_keys
@@ -62,30 +60,9 @@ def run(args) -> int:
         raise LatpredError("--passes must be >= 1")
     if args.passes == 1:
         return _one_pass(args, args.out)
-    from ..profiling.store import ProfileStore, combine_stores
-    if os.path.exists(args.out):
-        # STORE is derived from the pass files; never overwrite a store measured directly
-        with ProfileStore(args.out, readonly=True) as st:
-            models = st.models()
-        ok = models[models["status"] == "ok"]
-        if len(ok) and ("passes" not in ok or ok["passes"].isna().any()):
-            raise LatpredError(f"{args.out}: holds single-pass measurements; give --passes a new "
-                               "--out (the passes go next to it)")
-    stem = args.out[:-len(".sqlite")] if args.out.endswith(".sqlite") else args.out
-    pass_stores = [f"{stem}.pass{k}.sqlite" for k in range(1, args.passes + 1)]
-    for k, pass_store in enumerate(pass_stores, 1):
-        print(f"pass {k}/{args.passes} -> {pass_store}")
-        _one_pass(args, pass_store)
-    folder = os.path.dirname(os.path.abspath(args.out))
-    fd, tmp = tempfile.mkstemp(prefix=".passes-", suffix=".sqlite", dir=folder)
-    os.close(fd)
-    os.unlink(tmp)
-    try:
-        counts = combine_stores(pass_stores, tmp)
-        os.replace(tmp, args.out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from ..profiling import profile_passes
+    counts = profile_passes(args.out, args.passes, lambda store: _one_pass(args, store),
+                            announce=print)
     print(f"combined {args.passes} passes: {counts['models']} models -> {args.out}")
     return 0
 

@@ -213,6 +213,50 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     return summary
 
 
+def pass_stores(out: str | os.PathLike, passes: int) -> list[str]:
+    """The files the passes of ``profile_passes(out, passes, ...)`` are measured into."""
+    out = os.fspath(out)
+    stem = out[:-len(".sqlite")] if out.endswith(".sqlite") else out
+    return [f"{stem}.pass{k}.sqlite" for k in range(1, passes + 1)]
+
+
+def profile_passes(out: str | os.PathLike, passes: int, measure_into, announce=None) -> dict:
+    """Measure every model ``passes`` times, one whole pass after another, and write ``out`` as
+    their median (:func:`~latpred.profiling.store.combine_stores`).
+
+    ``measure_into(store_path)`` runs one pass (e.g. ``profile_models`` with fixed arguments);
+    pass k goes to ``pass_stores(out, passes)[k-1]``, so an interrupted run resumes inside its
+    pass. ``out`` is derived data: it is replaced, unless it holds single-pass measurements."""
+    import tempfile
+    from .store import combine_stores
+    out = os.fspath(out)
+    if passes < 2:
+        raise LatpredError("profile_passes needs at least 2 passes")
+    if os.path.exists(out):
+        with ProfileStore(out, readonly=True) as st:
+            models = st.models()
+        ok = models[models["status"] == "ok"]
+        if len(ok) and ("passes" not in ok or ok["passes"].isna().any()):
+            raise LatpredError(f"{out}: holds single-pass measurements; give --passes a new "
+                               "--out (the passes go next to it)")
+    stores = pass_stores(out, passes)
+    for k, store in enumerate(stores, 1):
+        if announce:
+            announce(f"pass {k}/{passes} -> {store}")
+        measure_into(store)
+    folder = os.path.dirname(os.path.abspath(out))
+    fd, tmp = tempfile.mkstemp(prefix=".passes-", suffix=".sqlite", dir=folder)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        counts = combine_stores(stores, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return counts
+
+
 def _tick(bar, summary: ProfileSummary, e2e_ms: float | None = None) -> None:
     if bar is None:
         return
