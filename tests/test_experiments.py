@@ -217,3 +217,15 @@ def test_missing_data_is_reported_not_invented(tmp_path):
     text = readme.read_text()
     assert text.count("no data yet") >= 7
     assert not list((tmp_path / "r").glob("*.csv"))
+
+
+def test_pass_to_pass_gap_is_over_every_pair_of_passes():
+    """The noise figure of combined stores: mean |a - b| / mean(a, b) over all pairs of passes of
+    each model; single-pass models do not count."""
+    import exp_overhead_noise as e
+    models = pd.DataFrame({"scenario": "s", "kind": "synthetic",
+                           "pass_e2e_ms": [[1.0, 1.1], [2.0, 2.0, 2.2], None]})
+    got = e._between_passes(models).loc[("s", "synthetic")]
+    gaps = [0.1 / 1.05, 0.0, 0.2 / 2.1, 0.2 / 2.1]
+    assert got["passes"] == 2.5
+    assert got["pass_to_pass_pct"] == pytest.approx(100 * np.mean(gaps))
