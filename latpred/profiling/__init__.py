@@ -227,7 +227,6 @@ def profile_passes(out: str | os.PathLike, passes: int, measure_into, announce=N
     ``measure_into(store_path)`` runs one pass (e.g. ``profile_models`` with fixed arguments);
     pass k goes to ``pass_stores(out, passes)[k-1]``, so an interrupted run resumes inside its
     pass. ``out`` is derived data: it is replaced, unless it holds single-pass measurements."""
-    import tempfile
     from .store import combine_stores
     out = os.fspath(out)
     if passes < 2:
@@ -244,17 +243,7 @@ def profile_passes(out: str | os.PathLike, passes: int, measure_into, announce=N
         if announce:
             announce(f"pass {k}/{passes} -> {store}")
         measure_into(store)
-    folder = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(prefix=".passes-", suffix=".sqlite", dir=folder)
-    os.close(fd)
-    os.unlink(tmp)
-    try:
-        counts = combine_stores(stores, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return counts
+    return combine_stores(stores, out, replace=True)
 
 
 def _tick(bar, summary: ProfileSummary, e2e_ms: float | None = None) -> None:

@@ -295,7 +295,8 @@ class ProfileStore:
         self.close()
 
 
-def combine_stores(inputs: list[str | os.PathLike], out: str | os.PathLike) -> dict[str, int]:
+def combine_stores(inputs: list[str | os.PathLike], out: str | os.PathLike,
+                   replace: bool = False) -> dict[str, int]:
     """Merge repeated measurement passes of the same models into one store at ``out``.
 
     Each input is a store made by the same `latpred profile` command at a different time (a
@@ -306,13 +307,13 @@ def combine_stores(inputs: list[str | os.PathLike], out: str | os.PathLike) -> d
     CV; the machine facts gain ``passes``, ``pass_e2e_ms`` and ``pass_measured_at`` so the
     between-pass spread stays visible. Op rows and features come from the first pass that has the
     model; a pass whose op list differs (other op types) is left out for that model. Failures
-    are kept only when no pass measured the model. Written to a temporary file, then renamed.
-    Returns counts: models, ops, and how many models had fewer passes than inputs."""
+    are kept only when no pass measured the model. Written to a temporary file, then renamed
+    over ``out``; an existing ``out`` is an error unless ``replace``. Returns counts: models, ops, and how many models had fewer passes than inputs."""
     import numpy as np
     out = os.fspath(out)
     if len(inputs) < 2:
         raise LatpredError("store combine: give at least two pass stores")
-    if os.path.exists(out):
+    if os.path.exists(out) and not replace:
         raise LatpredError(f"{out}: exists; combine writes a new store")
     for p in inputs:
         if os.path.abspath(os.fspath(p)) == os.path.abspath(out):
