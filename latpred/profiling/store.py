@@ -308,7 +308,8 @@ def combine_stores(inputs: list[str | os.PathLike], out: str | os.PathLike,
     between-pass spread stays visible. Op rows and features come from the first pass that has the
     model; a pass whose op list differs (other op types) is left out for that model. Failures
     are kept only when no pass measured the model. Written to a temporary file, then renamed
-    over ``out``; an existing ``out`` is an error unless ``replace``. Returns counts: models, ops, and how many models had fewer passes than inputs."""
+    over ``out``; an existing ``out`` is an error unless ``replace``. Returns counts: models,
+    ops, and how many models had fewer passes than inputs."""
     import numpy as np
     out = os.fspath(out)
     if len(inputs) < 2:
@@ -355,16 +356,14 @@ def combine_stores(inputs: list[str | os.PathLike], out: str | os.PathLike,
                         if [(o["op_index"], o["op_type"]) for o in ops] == signature]
                 if len(same) < len(inputs):
                     counts["fewer_passes"] += 1
-                lat = np.array([[o["latency_ms"] if o["latency_ms"] is not None else np.nan
-                                 for o in ops] for _m, ops in same], dtype=float)
-                cvs = np.array([[o["latency_cv"] if o["latency_cv"] is not None else np.nan
-                                 for o in ops] for _m, ops in same], dtype=float)
+                # dtype=float turns a missing (None) value into NaN, which the median skips
+                lat = np.array([[o["latency_ms"] for o in ops] for _m, ops in same], dtype=float)
+                cvs = np.array([[o["latency_cv"] for o in ops] for _m, ops in same], dtype=float)
                 rows = []
                 for j, o in enumerate(first_ops):
-                    col = lat[:, j]
                     rows.append({"op_index": o["op_index"], "op_type": o["op_type"],
                                  "category": o["category"],
-                                 "latency_ms": _nanmedian(col),
+                                 "latency_ms": _nanmedian(lat[:, j]),
                                  "latency_cv": _nanmedian(cvs[:, j]),
                                  "runs": sum(int(ops[j]["runs"] or 0) for _m, ops in same) or None,
                                  "kernel_ops": o["kernel_ops"],
@@ -375,11 +374,7 @@ def combine_stores(inputs: list[str | os.PathLike], out: str | os.PathLike,
                              pass_measured_at=[m["measured_at"] for m, _ops in same])
                 runs = [m["e2e_runs"] for m, _ops in same if m["e2e_runs"] is not None]
                 dst.add_measurement(first["model_path"] or first["model"], key[0], key[1],
-                                    _nanmedian(np.array([np.nan if v is None else v for v in e2e],
-                                                        dtype=float)),
-                                    _nanmedian(np.array([np.nan if m["e2e_cv"] is None
-                                                         else m["e2e_cv"] for m, _o in same],
-                                                        dtype=float)),
+                                    _nanmedian(e2e), _nanmedian([m["e2e_cv"] for m, _o in same]),
                                     rows, facts, e2e_runs=sum(runs) if runs else None)
                 counts["models"] += 1
                 counts["ops"] += len(rows)
@@ -398,8 +393,9 @@ def combine_stores(inputs: list[str | os.PathLike], out: str | os.PathLike,
 
 
 def _nanmedian(values) -> float | None:
+    """Median of the present values (None and NaN skipped); None when there are none."""
     import numpy as np
-    values = np.asarray(values, dtype=float)
+    values = np.array(values, dtype=float)
     values = values[np.isfinite(values)]
     return float(np.median(values)) if len(values) else None
 
