@@ -2,7 +2,8 @@
 - features: Table 3 plus the CPU kernel features (latpred's default on CPUs) vs the paper's Table 3
   alone vs nn-Meter's kernel features (same method, MSPE);
 - objective: MSPE (Eq. 1) vs plain squared error (Table 3 features);
-- overhead term: on vs off.
+- overhead term: on vs off;
+- target: latency vs latency per unit of work (``--work-target``, chosen per category by CV).
 Train: synthetic training pool; test: synthetic test models and real-world models.
 
 Every variant but the nn-Meter-feature one is a latpred bundle (``train_bundle`` options). Bundles
@@ -25,6 +26,7 @@ VARIANTS = {
     "nn-Meter features": {"feature_set": "nnmeter"},
     "plain squared error": {"objective": "mse"},
     "no overhead term": {"overhead": "none"},
+    "latency per unit of work, chosen by CV (opt-in)": {"work_target": True},
 }
 
 

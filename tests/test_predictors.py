@@ -205,6 +205,31 @@ def test_rf_search_stays_in_the_grid_and_uses_mspe_weights():
     assert np.isfinite(model.cv_mspe) and model.cv_mspe >= 0
 
 
+def test_work_target_scales_with_work_where_latency_does_and_is_dropped_where_it_does_not():
+    # Latency proportional to MACs over three orders of magnitude: per unit of work it is one
+    # constant, so the work target fits exactly and carries on beyond the training range, where a
+    # tree on latency itself stays at its largest leaf.
+    rng = np.random.default_rng(6)
+    flops = 10 ** rng.uniform(3, 6, 300)
+    X = np.column_stack([rng.uniform(1, 100, 300), flops])
+    y = 2e-6 * flops * rng.uniform(0.99, 1.01, 300)
+    grid = {"n_estimators": [50], "min_child_samples": [2]}
+    plain = fit_category("gbdt", "Conv2D", ("input_c", "flops"), X, y, grid=grid)
+    work = fit_category("gbdt", "Conv2D", ("input_c", "flops"), X, y, grid=grid, work_target=True)
+    assert plain.per_unit is None and "per_unit" not in plain.params
+    assert work.per_unit == "flops" and work.params["per_unit"] == "flops"
+    assert work.cv_loss < plain.cv_loss
+    big = np.array([[50.0, 4 * flops.max()]])
+    assert work.predict(big)[0] == pytest.approx(2e-6 * big[0, 1], rel=0.03)
+    assert plain.predict(big)[0] < 1.1 * y.max()
+    # latency that does not follow the work: the plain target wins the cross-validation
+    flat = 0.5 * rng.uniform(0.99, 1.01, 300)
+    chosen = fit_category("gbdt", "Conv2D", ("input_c", "flops"), X, flat, grid=grid,
+                          work_target=True)
+    assert chosen.per_unit is None and chosen.params["per_unit"] == "none"
+    assert chosen.predict(big)[0] == pytest.approx(0.5, rel=0.02)
+
+
 # --------------------------------------------------------------------------------------------------
 # Bundles from real profiles
 
@@ -434,6 +459,25 @@ def test_cli_train_all_predict_json_and_evaluate(data, tmp_path):
     gap = train.groupby("model")["e2e_ms"].first() - train.groupby("model")["latency_ms"].sum()
     assert median.training["overhead"] == "median"
     assert median.overhead_ms == pytest.approx(float(gap.median()), rel=1e-9, abs=1e-12)
+
+    res = _cli("train", data["store"], "--method", "gbdt", "--train-models", str(listing),
+               "--work-target", "--out", str(tmp_path / "work.joblib"), "--quiet")
+    assert res.returncode == 0, res.stderr
+    work = load_bundle(tmp_path / "work.joblib")
+    assert work.training["work_target"] and not load_bundle(out / "gbdt.joblib").training[
+        "work_target"]
+    # every category records which target its cross-validation kept, and a per-unit model
+    # multiplies its estimate back by the op's work
+    for cat, model in work.models.items():
+        assert model.params["per_unit"] == (model.per_unit or "none")
+        if model.per_unit:
+            rows = train[train["category"] == cat]
+            X = rows[list(model.features)].fillna(0.0).to_numpy(np.float64)
+            names = model.features + (model.kernel.names if model.kernel else ())
+            Xk = model.kernel.expand(X, model.features, rows["op_type"]) if model.kernel else X
+            w = np.maximum(Xk[:, names.index(model.per_unit)], 1.0)
+            raw = model.estimator.predict(model.scaler.transform(Xk))
+            np.testing.assert_allclose(model.predict(X, rows["op_type"]), np.maximum(raw * w, 0))
 
     res = _cli("predict", str(out / "gbdt.joblib"), str(tmp_path / "missing.tflite"))
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1

@@ -37,6 +37,11 @@ def register(sub) -> None:
                    help="the paper's Table 3 features alone, without the CPU kernel features "
                         "(channel tiles, GEMM/multi-pass paths, element-wise cost class) that CPU "
                         "scenarios get by default")
+    p.add_argument("--work-target", action="store_true",
+                   help="per category, let cross-validation choose between predicting latency "
+                        "and latency per unit of work (MACs; elements for memory-bound ops). "
+                        "Better within the training space, worse on unlike models: see "
+                        "experiments/README.md, ablation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="threads for RF/GBDT/MLP (default 1)")
     p.add_argument("--out", required=True, metavar="P",
@@ -97,7 +102,8 @@ def run(args) -> int:
                               else args.min_samples,
                               seed=args.seed, n_jobs=max(1, args.jobs), progress=not args.quiet,
                               measured_on=measured_on, overhead=args.overhead,
-                              kernel_features=False if args.table3_only else None)
+                              kernel_features=False if args.table3_only else None,
+                              work_target=args.work_target)
         save_bundle(bundle, path)
         t = bundle.training
         fb = t["fallback_categories"]

@@ -35,6 +35,15 @@ paper gives no batch size). GBDT evaluates every stage count 1..200 from one 200
 LightGBM has no "minimum samples to split a node"; its closest control is ``min_child_samples``
 (minimum samples in a leaf), which we search over the paper's range 2..7.
 
+Work target (opt-in, ``work_target=True``; not in the paper): a category may also be fitted on the
+latency per unit of work, ``y / w`` with ``w`` its MACs (channels padded to the kernel's tile when
+the CPU kernel features are on) or, without MACs, its input elements; the prediction is multiplied
+back by ``w``. A percentage error is unchanged when target and prediction are divided by the same
+``w``, so both candidates are fitted on the same MSPE and the one with the lower validation loss is
+kept. Why: under 1/y^2 weights a tree leaf that mixes small and large ops settles near the small
+ones, and a tree predicts a constant beyond its data; per unit of work, leaves hold comparable
+values and the estimate scales with the op's size.
+
 Predictions are clipped at 0 ms (a linear model can go negative far outside its training range).
 Lasso and MLP predict with numpy only, so loading a bundle never imports PyTorch.
 """
@@ -116,6 +125,9 @@ class CategoryModel:
     cv_loss: float = float("nan")  # validation loss of the chosen hyper-parameters, in `objective`
     # derived CPU kernel columns appended to ``features`` (latpred.cpu.kernels); None: Table 3 only
     kernel: Any = None
+    # column (of the expanded features) the estimator's output is multiplied by: the model
+    # predicts latency per unit of work; None: it predicts latency
+    per_unit: str | None = None
 
     def predict(self, X: np.ndarray, op_types: Sequence[str] | None = None) -> np.ndarray:
         """Latency (ms) for raw (unstandardised) feature rows in ``self.features`` order;
@@ -125,8 +137,10 @@ class CategoryModel:
             X = X.reshape(1, -1)
         if len(X) == 0:
             return np.zeros(0)
+        names = self.features
         if self.kernel is not None:
             X = self.kernel.expand(X, self.features, op_types)
+            names = names + self.kernel.names
         Z = self.scaler.transform(X)
         if self.method == "lasso":
             out = Z @ self.estimator["coef"] + self.estimator["intercept"]
@@ -134,7 +148,25 @@ class CategoryModel:
             out = _mlp_forward(self.estimator["layers"], Z) * self.estimator["y_scale"]
         else:
             out = self.estimator.predict(Z)
-        return np.maximum(np.asarray(out, dtype=np.float64), 0.0)
+        out = np.asarray(out, dtype=np.float64)
+        if self.per_unit is not None:
+            out = out * work_units(X, names, self.per_unit)
+        return np.maximum(out, 0.0)
+
+
+
+def work_column(names: Sequence[str]) -> str | None:
+    """The feature that best counts an op's work, for a per-unit target: MACs (with channels
+    padded to the kernel's tile when known), else the elements read and written."""
+    for name in ("padded_flops", "flops", "input_size"):
+        if name in names:
+            return name
+    return None
+
+
+def work_units(X: np.ndarray, names: Sequence[str], column: str) -> np.ndarray:
+    """Work per row (>= 1, so that an empty op still has a finite per-unit latency)."""
+    return np.maximum(np.asarray(X, dtype=np.float64)[:, list(names).index(column)], 1.0)
 
 
 def search_space(method: str, full_grid: bool = False) -> dict[str, list]:
@@ -162,21 +194,29 @@ def fit_category(method: str, category: str, features: tuple[str, ...], X: np.nd
                  y: np.ndarray, *, full_grid: bool = False, seed: int = 0, n_jobs: int = 1,
                  grid: dict[str, list] | None = None, objective: str = "mspe",
                  kernels: Sequence[Any] = (None,),
-                 op_types: Sequence[str] | None = None) -> CategoryModel:
+                 op_types: Sequence[str] | None = None, work_target: bool = False,
+                 per_unit: str | None = None) -> CategoryModel:
     """Standardise ``X`` and fit ``method`` on ``objective`` (the paper's MSPE by default, or plain
     squared error 'mse' for ablations); ``grid`` overrides the search.
 
     ``kernels``: candidate kernel-feature sets (:class:`latpred.cpu.kernels.KernelFeatures`, None
     for Table 3 alone); each is searched like a hyper-parameter, on the same folds, and the one with
-    the lowest validation loss is kept. ``op_types`` are the rows' op types (for those features)."""
+    the lowest validation loss is kept. ``op_types`` are the rows' op types (for those features).
+
+    ``work_target`` (MSPE only): also fit the latency per unit of work (:func:`work_column`) and
+    keep whichever of the two has the lower validation loss; ``per_unit`` fixes that column
+    (internal: one candidate of the search)."""
     kernels = list(kernels) or [None]
     if len(kernels) > 1 or kernels[0] is not None:
         t0 = time.perf_counter()
         fits = []
         for kernel in kernels:
             Xk = X if kernel is None else kernel.expand(X, features, op_types)
-            m = fit_category(method, category, features, Xk, y, full_grid=full_grid, seed=seed,
-                             n_jobs=n_jobs, grid=grid, objective=objective)
+            names = tuple(features) + (() if kernel is None else kernel.names)
+            m = fit_category(method, category, names, Xk, y, full_grid=full_grid, seed=seed,
+                             n_jobs=n_jobs, grid=grid, objective=objective,
+                             work_target=work_target)
+            m.features = tuple(features)
             m.kernel = kernel
             m.params = {**m.params, "kernel": "none" if kernel is None else kernel.describe()}
             fits.append(m)
@@ -191,6 +231,18 @@ def fit_category(method: str, category: str, features: tuple[str, ...], X: np.nd
         raise ValueError(f"{category}: need at least 2 rows to fit, got {len(y)}")
     if np.any(~np.isfinite(y)) or np.any(y <= 0):
         raise ValueError(f"{category}: latencies must be finite and > 0 for a percentage loss")
+    column = work_column(features)
+    if work_target and per_unit is None and column is not None and objective == "mspe":
+        # Same objective either way (a percentage error does not change when target and
+        # prediction are divided by the same work), so the two compare on validation loss.
+        fits = [fit_category(method, category, features, X, y, full_grid=full_grid, seed=seed,
+                             n_jobs=n_jobs, grid=grid, objective=objective, per_unit=p)
+                for p in ("", column)]
+        best = min(fits, key=lambda m: m.cv_loss)
+        best.params = {**best.params, "per_unit": best.per_unit or "none"}
+        return best
+    per_unit = per_unit or None
+    target = y / work_units(X, features, per_unit) if per_unit else y
     grid = grid or search_space(method, full_grid)
     scaler = Standardizer.fit(X)
     Z = scaler.transform(X)
@@ -198,13 +250,13 @@ def fit_category(method: str, category: str, features: tuple[str, ...], X: np.nd
     fitter = {"lasso": _fit_lasso, "rf": _fit_rf, "gbdt": _fit_gbdt, "mlp": _fit_mlp}.get(method)
     if fitter is None:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    estimator, params, score = fitter(Z, y, grid, seed=seed, n_jobs=n_jobs,
+    estimator, params, score = fitter(Z, target, grid, seed=seed, n_jobs=n_jobs,
                                       percentage=objective == "mspe")
     return CategoryModel(method=method, category=category, features=tuple(features), scaler=scaler,
                          estimator=estimator, params=params,
                          cv_mspe=float(score) if objective == "mspe" else float("nan"),
                          n_train=len(y), fit_seconds=time.perf_counter() - t0,
-                         objective=objective, cv_loss=float(score))
+                         objective=objective, cv_loss=float(score), per_unit=per_unit)
 
 
 def _folds(n: int, seed: int):

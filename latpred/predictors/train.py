@@ -188,7 +188,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
                  grids: dict[str, dict[str, list]] | None = None,
                  objective: str = "mspe", overhead: str = "mean",
                  min_latency_ms: float | None = None,
-                 kernel_features: bool | None = None,
+                 kernel_features: bool | None = None, work_target: bool = False,
                  out: str | os.PathLike | None = None) -> Bundle:
     """Fit one model per category of ``scenario`` with ``method`` and package them in a Bundle.
 
@@ -202,6 +202,9 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
     ``kernel_features``: add the CPU kernel features of :mod:`latpred.cpu.kernels` to Table 3's,
     their channel tile chosen per category by cross-validation (default: on for CPU scenarios;
     False gives the paper's Table 3 features alone).
+    ``work_target``: let cross-validation choose, per category, between predicting the latency
+    and predicting the latency per unit of work (MACs, or elements for memory-bound ops); see
+    :mod:`latpred.predictors.methods`. Off by default (see the experiments' ablation).
     ``out``: also save the bundle there (atomically)."""
     if method not in METHODS:
         raise LatpredError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -251,7 +254,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
                     method, cat, names, feature_matrix(used, names), lat[usable],
                     full_grid=full_grid, seed=seed, n_jobs=n_jobs, grid=grid, objective=objective,
                     kernels=kernel_candidates(cat) if kernel_features else (None,),
-                    op_types=op_types(used))
+                    op_types=op_types(used), work_target=work_target)
             if bar is not None:
                 bar.update(1)
     finally:
@@ -266,6 +269,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
         "n_ops": n_ops, "n_ops_used": n_used, "fallback_categories": skipped,
         "overhead": overhead, "overhead_models": n_overhead, "objective": objective,
         "cpu_fusion": runtime_folds(scenario), "kernel_features": bool(kernel_features),
+        "work_target": bool(work_target),
         "kernels": {c: m.kernel.describe() for c, m in models.items() if m.kernel is not None},
         "min_samples": min_samples, "min_latency_ms": min_latency_ms, "full_grid": full_grid,
         "seed": seed, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
