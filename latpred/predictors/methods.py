@@ -154,10 +154,9 @@ class CategoryModel:
         return np.maximum(out, 0.0)
 
 
-
 def work_column(names: Sequence[str]) -> str | None:
     """The feature that best counts an op's work, for a per-unit target: MACs (with channels
-    padded to the kernel's tile when known), else the elements read and written."""
+    padded to the kernel's tile when known), else the elements read."""
     for name in ("padded_flops", "flops", "input_size"):
         if name in names:
             return name
@@ -237,11 +236,10 @@ def fit_category(method: str, category: str, features: tuple[str, ...], X: np.nd
         # prediction are divided by the same work), so the two compare on validation loss.
         fits = [fit_category(method, category, features, X, y, full_grid=full_grid, seed=seed,
                              n_jobs=n_jobs, grid=grid, objective=objective, per_unit=p)
-                for p in ("", column)]
+                for p in (None, column)]
         best = min(fits, key=lambda m: m.cv_loss)
         best.params = {**best.params, "per_unit": best.per_unit or "none"}
         return best
-    per_unit = per_unit or None
     target = y / work_units(X, features, per_unit) if per_unit else y
     grid = grid or search_space(method, full_grid)
     scaler = Standardizer.fit(X)
