@@ -19,6 +19,7 @@ from latpred.predictors import (BUNDLE_VERSION, Predictor, load, load_bundle, ms
                                 train_bundle)
 from latpred.predictors.evaluate import evaluate
 from latpred.predictors.methods import fit_category
+from latpred.predictors.train import feature_matrix, op_types
 from latpred.profiling import profile_models
 from latpred.profiling.store import ProfileStore
 from latpred.readers import read_model
@@ -468,16 +469,16 @@ def test_cli_train_all_predict_json_and_evaluate(data, tmp_path):
         "work_target"]
     # every category records which target its cross-validation kept, and a per-unit model
     # multiplies its estimate back by the op's work
+    assert any(model.per_unit for model in work.models.values())
     for cat, model in work.models.items():
         assert model.params["per_unit"] == (model.per_unit or "none")
         if model.per_unit:
             rows = train[train["category"] == cat]
-            X = rows[list(model.features)].fillna(0.0).to_numpy(np.float64)
-            names = model.features + (model.kernel.names if model.kernel else ())
-            Xk = model.kernel.expand(X, model.features, rows["op_type"]) if model.kernel else X
-            w = np.maximum(Xk[:, names.index(model.per_unit)], 1.0)
+            X, types = feature_matrix(rows, model.features), op_types(rows)
+            Xk = model.kernel.expand(X, model.features, types) if model.kernel else X
+            w = np.maximum(Xk[:, model.input_names.index(model.per_unit)], 1.0)
             raw = model.estimator.predict(model.scaler.transform(Xk))
-            np.testing.assert_allclose(model.predict(X, rows["op_type"]), np.maximum(raw * w, 0))
+            np.testing.assert_allclose(model.predict(X, types), np.maximum(raw * w, 0))
 
     res = _cli("predict", str(out / "gbdt.joblib"), str(tmp_path / "missing.tflite"))
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1

@@ -129,6 +129,11 @@ class CategoryModel:
     # predicts latency per unit of work; None: it predicts latency
     per_unit: str | None = None
 
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Names of the columns the estimator sees: the features, then the kernel columns."""
+        return self.features + (self.kernel.names if self.kernel is not None else ())
+
     def predict(self, X: np.ndarray, op_types: Sequence[str] | None = None) -> np.ndarray:
         """Latency (ms) for raw (unstandardised) feature rows in ``self.features`` order;
         ``op_types`` (the ops' runtime types) feed the kernel features that depend on them."""
@@ -137,10 +142,8 @@ class CategoryModel:
             X = X.reshape(1, -1)
         if len(X) == 0:
             return np.zeros(0)
-        names = self.features
         if self.kernel is not None:
             X = self.kernel.expand(X, self.features, op_types)
-            names = names + self.kernel.names
         Z = self.scaler.transform(X)
         if self.method == "lasso":
             out = Z @ self.estimator["coef"] + self.estimator["intercept"]
@@ -150,7 +153,7 @@ class CategoryModel:
             out = self.estimator.predict(Z)
         out = np.asarray(out, dtype=np.float64)
         if self.per_unit is not None:
-            out = out * work_units(X, names, self.per_unit)
+            out = out * work_units(X, self.input_names, self.per_unit)
         return np.maximum(out, 0.0)
 
 
