@@ -180,14 +180,15 @@ class Ours:
     ``objective``: 'mspe' (Eq. 1) or 'mse' (ablation); ``overhead``: 'mean' (paper), 'median' or
     'none' (ablation). ``quick`` searches the reduced ``QUICK_GRIDS``. ``kernel_features``: False
     for the paper's Table 3 features alone (ablation); default as ``train_bundle``.
-    ``work_target``: the per-unit-of-work target search of ``train_bundle`` (ablation)."""
+    ``work_target``: the per-unit-of-work target search of ``train_bundle`` (ablation).
+    ``linear_base``: as ``train_bundle`` (default on for RF and GBDT; False: the paper's trees)."""
 
     def __init__(self, method: str, *, objective: str = "mspe", overhead: str = "mean",
                  quick: bool = False, seed: int = 0, kernel_features: bool | None = None,
-                 work_target: bool = False):
+                 work_target: bool = False, linear_base: bool | None = None):
         self.method, self.objective, self.overhead = method, objective, overhead
         self.quick, self.seed, self.kernel_features = quick, seed, kernel_features
-        self.work_target = work_target
+        self.work_target, self.linear_base = work_target, linear_base
         self.predictor = None
 
     def fit(self, train_ops: pd.DataFrame) -> "Ours":
@@ -196,7 +197,7 @@ class Ours:
         bundle = train_bundle(train_ops, self.method, seed=self.seed, grids=grids,
                               objective=self.objective, overhead=self.overhead,
                               kernel_features=self.kernel_features,
-                              work_target=self.work_target)
+                              work_target=self.work_target, linear_base=self.linear_base)
         self.predictor = Predictor(bundle)
         return self
 

@@ -18,7 +18,7 @@ from latpred.features import FEATURES, graph_features, op_features
 from latpred.predictors import (BUNDLE_VERSION, Predictor, load, load_bundle, mspe, save_bundle,
                                 train_bundle)
 from latpred.predictors.evaluate import evaluate
-from latpred.predictors.methods import fit_category
+from latpred.predictors.methods import BASE_COLUMN, fit_category, work_units
 from latpred.predictors.train import feature_matrix, op_types
 from latpred.profiling import profile_models
 from latpred.profiling.store import ProfileStore
@@ -229,6 +229,35 @@ def test_work_target_scales_with_work_where_latency_does_and_is_dropped_where_it
                           work_target=True)
     assert chosen.per_unit is None and chosen.params["per_unit"] == "none"
     assert chosen.predict(big)[0] == pytest.approx(0.5, rel=0.02)
+
+
+def test_linear_base_is_kept_where_it_extrapolates_and_trees_refine_its_ratio():
+    # Simulated latencies (not measurements): proportional to MACs over three orders of magnitude,
+    # 30 % slower from 40 input channels on. A Lasso gets the size right but
+    # not the step; trees get the step but stay at their largest leaf beyond the training range;
+    # trees on the ratio to the Lasso estimate get both.
+    rng = np.random.default_rng(8)
+    n = 400
+    cin = rng.integers(8, 80, n).astype(float)
+    flops = 10 ** rng.uniform(3, 6, n)
+    X = np.column_stack([cin, flops])
+    step = np.where(cin < 40, 1.0, 1.3)
+    y = 2e-6 * flops * step * rng.uniform(0.99, 1.01, n)
+    names, grid = ("input_c", "flops"), {"n_estimators": [100], "min_child_samples": [2]}
+    base = fit_category("lasso", "Conv2D", names, X, y)
+    plain = fit_category("gbdt", "Conv2D", names, X, y, grid=grid)
+    refined = fit_category("gbdt", "Conv2D", names, X, y, grid=grid, base=base)
+    assert plain.base is None and "base" not in plain.params
+    assert refined.base is base and refined.params["base"] == "lasso"
+    assert refined.per_unit == BASE_COLUMN and refined.input_names[-1] == BASE_COLUMN
+    assert refined.cv_loss < 0.5 * min(plain.cv_loss, base.cv_loss)
+    big = np.array([[20.0, 4 * flops.max()], [60.0, 4 * flops.max()]])
+    truth = 2e-6 * big[:, 1] * np.array([1.0, 1.3])
+    np.testing.assert_allclose(refined.predict(big), truth, rtol=0.05)
+    assert np.all(plain.predict(big) < 1.1 * y.max())
+    assert abs(base.predict(big)[1] / base.predict(big)[0] - 1.3) > 0.2
+    # the Lasso estimate is floored at the fastest training latency, so a ratio never divides by 0
+    assert np.all(refined.base_estimate(np.array([[40.0, 0.0]])) >= y.min())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -476,7 +505,9 @@ def test_cli_train_all_predict_json_and_evaluate(data, tmp_path):
             rows = train[train["category"] == cat]
             X, types = feature_matrix(rows, model.features), op_types(rows)
             Xk = model.kernel.expand(X, model.features, types) if model.kernel else X
-            w = np.maximum(Xk[:, model.input_names.index(model.per_unit)], 1.0)
+            if model.base is not None:
+                Xk = np.column_stack([Xk, model.base_estimate(X, types)])
+            w = work_units(Xk, model.input_names, model.per_unit)
             raw = model.estimator.predict(model.scaler.transform(Xk))
             np.testing.assert_allclose(model.predict(X, types), np.maximum(raw * w, 0))
 

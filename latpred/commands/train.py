@@ -42,6 +42,9 @@ def register(sub) -> None:
                         "and latency per unit of work (MACs; elements for memory-bound ops). "
                         "Better within the training space, worse on unlike models: see "
                         "experiments/README.md, ablation")
+    p.add_argument("--no-linear-base", action="store_true",
+                   help="RF and GBDT as the paper has them: without the candidate that refines a "
+                        "per-category Lasso estimate (see latpred.predictors.methods)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="threads for RF/GBDT/MLP (default 1)")
     p.add_argument("--out", required=True, metavar="P",
@@ -103,7 +106,8 @@ def run(args) -> int:
                               seed=args.seed, n_jobs=max(1, args.jobs), progress=not args.quiet,
                               measured_on=measured_on, overhead=args.overhead,
                               kernel_features=False if args.table3_only else None,
-                              work_target=args.work_target)
+                              work_target=args.work_target,
+                              linear_base=False if args.no_linear_base else None)
         save_bundle(bundle, path)
         t = bundle.training
         fb = t["fallback_categories"]

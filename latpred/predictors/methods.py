@@ -44,6 +44,14 @@ kept. Why: under 1/y^2 weights a tree leaf that mixes small and large ops settle
 ones, and a tree predicts a constant beyond its data; per unit of work, leaves hold comparable
 values and the estimate scales with the op's size.
 
+Linear base (``base=``; on by default for RF and GBDT, see ``train_bundle``; not in the paper):
+the category's Lasso is fitted first, and each tree candidate is also searched on the ratio of
+latency to the Lasso estimate, with that estimate as one more input; the prediction is the ratio
+times the estimate. Same MSPE (the percentage error of the ratio is the latency's), same folds, so
+the lower validation loss decides, and the paper's plain trees stay a candidate. Why: Lasso
+extrapolates with the op's size where a tree predicts a constant, and a tree leaf holding ratios
+near 1 is not pulled towards its fastest ops by the 1/y^2 weights the way a leaf of latencies is.
+
 Predictions are clipped at 0 ms (a linear model can go negative far outside its training range).
 Lasso and MLP predict with numpy only, so loading a bundle never imports PyTorch.
 """
@@ -64,6 +72,8 @@ MLP_PATIENCE = 50
 MLP_VALIDATION = 0.2
 MLP_MAX_BATCH = 1024
 MLP_MIN_BATCH = 32
+# Input column holding the linear base model's estimate (ms) of a refining model.
+BASE_COLUMN = "linear_base"
 
 
 def mspe(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -126,13 +136,23 @@ class CategoryModel:
     # derived CPU kernel columns appended to ``features`` (latpred.cpu.kernels); None: Table 3 only
     kernel: Any = None
     # column (of the expanded features) the estimator's output is multiplied by: the model
-    # predicts latency per unit of work; None: it predicts latency
+    # predicts latency per unit of work, or per unit of the base's estimate; None: latency
     per_unit: str | None = None
+    # linear model (Lasso) of the same category whose estimate this one refines: its prediction,
+    # raised to ``base_floor_ms``, is the last input column (BASE_COLUMN) and the unit of the target
+    base: "CategoryModel | None" = None
+    base_floor_ms: float = 0.0
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        """Names of the columns the estimator sees: the features, then the kernel columns."""
-        return self.features + (self.kernel.names if self.kernel is not None else ())
+        """Names of the columns the estimator sees: the features, the kernel columns, then the
+        base model's estimate."""
+        return (self.features + (self.kernel.names if self.kernel is not None else ())
+                + ((BASE_COLUMN,) if self.base is not None else ()))
+
+    def base_estimate(self, X: np.ndarray, op_types: Sequence[str] | None = None) -> np.ndarray:
+        """The base model's latency (ms) for raw rows, raised to ``base_floor_ms``."""
+        return np.maximum(self.base.predict(X, op_types), self.base_floor_ms)
 
     def predict(self, X: np.ndarray, op_types: Sequence[str] | None = None) -> np.ndarray:
         """Latency (ms) for raw (unstandardised) feature rows in ``self.features`` order;
@@ -142,8 +162,11 @@ class CategoryModel:
             X = X.reshape(1, -1)
         if len(X) == 0:
             return np.zeros(0)
+        raw = X
         if self.kernel is not None:
             X = self.kernel.expand(X, self.features, op_types)
+        if self.base is not None:
+            X = np.column_stack([X, self.base_estimate(raw, op_types)])
         Z = self.scaler.transform(X)
         if self.method == "lasso":
             out = Z @ self.estimator["coef"] + self.estimator["intercept"]
@@ -167,8 +190,10 @@ def work_column(names: Sequence[str]) -> str | None:
 
 
 def work_units(X: np.ndarray, names: Sequence[str], column: str) -> np.ndarray:
-    """Work per row (>= 1, so that an empty op still has a finite per-unit latency)."""
-    return np.maximum(np.asarray(X, dtype=np.float64)[:, list(names).index(column)], 1.0)
+    """Units of the target per row: work counts are raised to 1 (an empty op still gets a finite
+    per-unit latency); the base estimate is already floored (see ``CategoryModel.base_floor_ms``)."""
+    units = np.asarray(X, dtype=np.float64)[:, list(names).index(column)]
+    return units if column == BASE_COLUMN else np.maximum(units, 1.0)
 
 
 def search_space(method: str, full_grid: bool = False) -> dict[str, list]:
@@ -197,7 +222,7 @@ def fit_category(method: str, category: str, features: tuple[str, ...], X: np.nd
                  grid: dict[str, list] | None = None, objective: str = "mspe",
                  kernels: Sequence[Any] = (None,),
                  op_types: Sequence[str] | None = None, work_target: bool = False,
-                 per_unit: str | None = None) -> CategoryModel:
+                 per_unit: str | None = None, base: CategoryModel | None = None) -> CategoryModel:
     """Standardise ``X`` and fit ``method`` on ``objective`` (the paper's MSPE by default, or plain
     squared error 'mse' for ablations); ``grid`` overrides the search.
 
@@ -207,8 +232,35 @@ def fit_category(method: str, category: str, features: tuple[str, ...], X: np.nd
 
     ``work_target`` (MSPE only): also fit the latency per unit of work (:func:`work_column`) and
     keep whichever of the two has the lower validation loss; ``per_unit`` fixes that column
-    (internal: one candidate of the search)."""
+    (internal: one candidate of the search).
+
+    ``base`` (MSPE only): a fitted linear model of this category (see the module doc, linear
+    base). Each candidate above is searched once more on the ratio of latency to the base's
+    estimate, with that estimate as an extra input; the lowest validation loss wins."""
     kernels = list(kernels) or [None]
+    if base is not None and objective == "mspe":
+        y = np.asarray(y, dtype=np.float64)
+        common = dict(full_grid=full_grid, seed=seed, n_jobs=n_jobs, grid=grid,
+                      objective=objective)
+        fits = [fit_category(method, category, features, X, y, kernels=kernels,
+                             op_types=op_types, work_target=work_target, **common)]
+        floor = float(np.min(y))
+        estimate = np.maximum(base.predict(X, op_types), floor)
+        for kernel in kernels:
+            Xk = np.asarray(X, dtype=np.float64) if kernel is None \
+                else kernel.expand(X, features, op_types)
+            names = tuple(features) + (() if kernel is None else kernel.names) + (BASE_COLUMN,)
+            m = fit_category(method, category, names, np.column_stack([Xk, estimate]), y,
+                             per_unit=BASE_COLUMN, **common)
+            m.features, m.kernel, m.base, m.base_floor_ms = tuple(features), kernel, base, floor
+            m.params = {**m.params, "per_unit": BASE_COLUMN}
+            if kernels != [None]:
+                m.params["kernel"] = "none" if kernel is None else kernel.describe()
+            fits.append(m)
+        best = min(fits, key=lambda m: m.cv_loss)
+        best.params = {**best.params, "base": base.method if best.base is not None else "none"}
+        best.fit_seconds = sum(m.fit_seconds for m in fits)
+        return best
     if len(kernels) > 1 or kernels[0] is not None:
         t0 = time.perf_counter()
         fits = []

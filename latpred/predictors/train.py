@@ -45,6 +45,8 @@ REQUIRED_COLUMNS = ("model", "category", "latency_ms", "e2e_ms")
 # Compute-bound categories are left out of the fallback's latency-per-element ratio.
 COMPUTE_BOUND = set(CONV_CATEGORIES) | {FULLY_CONNECTED, "Winograd"}
 OVERHEAD_STATISTICS = ("mean", "median", "none")
+# Tree methods predict a constant beyond their data; they may refine a Lasso estimate instead.
+REFINING_METHODS = ("rf", "gbdt")
 PROFILER_RESOLUTION_MS = 1e-3
 
 
@@ -189,6 +191,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
                  objective: str = "mspe", overhead: str = "mean",
                  min_latency_ms: float | None = None,
                  kernel_features: bool | None = None, work_target: bool = False,
+                 linear_base: bool | None = None,
                  out: str | os.PathLike | None = None) -> Bundle:
     """Fit one model per category of ``scenario`` with ``method`` and package them in a Bundle.
 
@@ -205,6 +208,10 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
     ``work_target``: let cross-validation choose, per category, between predicting the latency
     and predicting the latency per unit of work (MACs, or elements for memory-bound ops); see
     :mod:`latpred.predictors.methods`. Off by default (see the experiments' ablation).
+    ``linear_base``: for the tree methods (RF, GBDT), fit a Lasso per category first and let
+    cross-validation choose between the plain trees and trees that refine the Lasso estimate
+    (see :mod:`latpred.predictors.methods`). Default: on for RF and GBDT with the MSPE objective;
+    False gives the paper's trees alone.
     ``out``: also save the bundle there (atomically)."""
     if method not in METHODS:
         raise LatpredError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -226,6 +233,10 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
         min_latency_ms = op_timer_resolution_ms(scenario)
     if kernel_features is None:
         kernel_features = uses_cpu_kernels(scenario)
+    can_refine = method in REFINING_METHODS and objective == "mspe"
+    if linear_base is None:
+        linear_base = can_refine
+    linear_base = bool(linear_base) and can_refine
     t0 = time.perf_counter()
     models, features, skipped, n_ops, n_used = {}, {}, {}, {}, {}
     groups = list(frame.groupby("category", sort=True))
@@ -248,13 +259,17 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
                 log.warning("category %s has %d usable training ops (< %d): its ops will be "
                             "predicted by the fallback", cat, n_used[cat], max(min_samples, 2))
             else:
-                grid = (grids or {}).get(method)
                 used = rows[usable]
+                X, y, types = feature_matrix(used, names), lat[usable], op_types(used)
+                kernels = kernel_candidates(cat) if kernel_features else (None,)
+                base = fit_category(
+                    "lasso", cat, names, X, y, seed=seed, n_jobs=n_jobs,
+                    grid=(grids or {}).get("lasso"), kernels=kernels, op_types=types,
+                    work_target=work_target) if linear_base else None
                 models[cat] = fit_category(
-                    method, cat, names, feature_matrix(used, names), lat[usable],
-                    full_grid=full_grid, seed=seed, n_jobs=n_jobs, grid=grid, objective=objective,
-                    kernels=kernel_candidates(cat) if kernel_features else (None,),
-                    op_types=op_types(used), work_target=work_target)
+                    method, cat, names, X, y, full_grid=full_grid, seed=seed, n_jobs=n_jobs,
+                    grid=(grids or {}).get(method), objective=objective, kernels=kernels,
+                    op_types=types, work_target=work_target, base=base)
             if bar is not None:
                 bar.update(1)
     finally:
@@ -269,7 +284,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
         "n_ops": n_ops, "n_ops_used": n_used, "fallback_categories": skipped,
         "overhead": overhead, "overhead_models": n_overhead, "objective": objective,
         "cpu_fusion": runtime_folds(scenario), "kernel_features": bool(kernel_features),
-        "work_target": bool(work_target),
+        "work_target": bool(work_target), "linear_base": linear_base,
         "kernels": {c: m.kernel.describe() for c, m in models.items() if m.kernel is not None},
         "min_samples": min_samples, "min_latency_ms": min_latency_ms, "full_grid": full_grid,
         "seed": seed, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
