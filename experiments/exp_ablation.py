@@ -3,7 +3,9 @@
   alone vs nn-Meter's kernel features (same method, MSPE);
 - objective: MSPE (Eq. 1) vs plain squared error (Table 3 features);
 - overhead term: on vs off;
-- target: latency vs latency per unit of work (``--work-target``, chosen per category by CV).
+- target: latency vs latency per unit of work (``--work-target``, chosen per category by CV);
+- trees: refining a per-category Lasso estimate where CV prefers it (default) vs the paper's trees
+  alone (``--no-linear-base``; Lasso is the same either way).
 Train: synthetic training pool; test: synthetic test models and real-world models.
 
 Every variant but the nn-Meter-feature one is a latpred bundle (``train_bundle`` options). Bundles
@@ -27,6 +29,7 @@ VARIANTS = {
     "plain squared error": {"objective": "mse"},
     "no overhead term": {"overhead": "none"},
     "latency per unit of work, chosen by CV (opt-in)": {"work_target": True},
+    "trees without the linear base (the paper's)": {"linear_base": False},
 }
 
 
