@@ -511,6 +511,19 @@ def test_cli_train_all_predict_json_and_evaluate(data, tmp_path):
             raw = model.estimator.predict(model.scaler.transform(Xk))
             np.testing.assert_allclose(model.predict(X, types), np.maximum(raw * w, 0))
 
+    # trees may refine a Lasso estimate by default; --no-linear-base gives the paper's trees
+    default = load_bundle(out / "gbdt.joblib")
+    assert default.training["linear_base"] and not load_bundle(out / "lasso.joblib").training[
+        "linear_base"]
+    for model in default.models.values():
+        assert model.params["base"] == ("lasso" if model.base is not None else "none")
+    res = _cli("train", data["store"], "--method", "gbdt", "--train-models", str(listing),
+               "--no-linear-base", "--out", str(tmp_path / "paper.joblib"), "--quiet")
+    assert res.returncode == 0, res.stderr
+    paper = load_bundle(tmp_path / "paper.joblib")
+    assert not paper.training["linear_base"]
+    assert all(m.base is None and "base" not in m.params for m in paper.models.values())
+
     res = _cli("predict", str(out / "gbdt.joblib"), str(tmp_path / "missing.tflite"))
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
     res = _cli("train", data["store"], "--method", "lasso", "--scenario", "nope/litert-1/cpu1/fp32",
