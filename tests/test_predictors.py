@@ -504,9 +504,7 @@ def test_cli_train_all_predict_json_and_evaluate(data, tmp_path):
         if model.per_unit:
             rows = train[train["category"] == cat]
             X, types = feature_matrix(rows, model.features), op_types(rows)
-            Xk = model.kernel.expand(X, model.features, types) if model.kernel else X
-            if model.base is not None:
-                Xk = np.column_stack([Xk, model.base_estimate(X, types)])
+            Xk = model.estimator_inputs(X, types)
             w = work_units(Xk, model.input_names, model.per_unit)
             raw = model.estimator.predict(model.scaler.transform(Xk))
             np.testing.assert_allclose(model.predict(X, types), np.maximum(raw * w, 0))

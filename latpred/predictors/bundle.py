@@ -25,6 +25,7 @@ from .methods import CategoryModel
 
 BUNDLE_MAGIC = "latpred-predictor-bundle"
 # 2: category models may predict latency per unit of work (``CategoryModel.per_unit``)
+# 3: tree models may refine a Lasso estimate (``CategoryModel.base``)
 BUNDLE_VERSION = 3
 BUNDLE_SUFFIX = ".joblib"
 # Builds the rows to predict from a ModelGraph ("module:function", see predict.py); GPU scenarios

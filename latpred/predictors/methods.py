@@ -154,6 +154,16 @@ class CategoryModel:
         """The base model's latency (ms) for raw rows, raised to ``base_floor_ms``."""
         return np.maximum(self.base.predict(X, op_types), self.base_floor_ms)
 
+    def estimator_inputs(self, X: np.ndarray,
+                         op_types: Sequence[str] | None = None) -> np.ndarray:
+        """The unstandardised columns ``input_names`` for raw feature rows in ``features`` order."""
+        raw = X
+        if self.kernel is not None:
+            X = self.kernel.expand(X, self.features, op_types)
+        if self.base is not None:
+            X = np.column_stack([X, self.base_estimate(raw, op_types)])
+        return X
+
     def predict(self, X: np.ndarray, op_types: Sequence[str] | None = None) -> np.ndarray:
         """Latency (ms) for raw (unstandardised) feature rows in ``self.features`` order;
         ``op_types`` (the ops' runtime types) feed the kernel features that depend on them."""
@@ -162,11 +172,7 @@ class CategoryModel:
             X = X.reshape(1, -1)
         if len(X) == 0:
             return np.zeros(0)
-        raw = X
-        if self.kernel is not None:
-            X = self.kernel.expand(X, self.features, op_types)
-        if self.base is not None:
-            X = np.column_stack([X, self.base_estimate(raw, op_types)])
+        X = self.estimator_inputs(X, op_types)
         Z = self.scaler.transform(X)
         if self.method == "lasso":
             out = Z @ self.estimator["coef"] + self.estimator["intercept"]
