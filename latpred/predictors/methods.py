@@ -244,45 +244,21 @@ def fit_category(method: str, category: str, features: tuple[str, ...], X: np.nd
     base). Each candidate above is searched once more on the ratio of latency to the base's
     estimate, with that estimate as an extra input; the lowest validation loss wins."""
     kernels = list(kernels) or [None]
+    common = dict(full_grid=full_grid, seed=seed, n_jobs=n_jobs, grid=grid, objective=objective)
     if base is not None and objective == "mspe":
         y = np.asarray(y, dtype=np.float64)
-        common = dict(full_grid=full_grid, seed=seed, n_jobs=n_jobs, grid=grid,
-                      objective=objective)
-        fits = [fit_category(method, category, features, X, y, kernels=kernels,
-                             op_types=op_types, work_target=work_target, **common)]
         floor = float(np.min(y))
-        estimate = np.maximum(base.predict(X, op_types), floor)
-        for kernel in kernels:
-            Xk = np.asarray(X, dtype=np.float64) if kernel is None \
-                else kernel.expand(X, features, op_types)
-            names = tuple(features) + (() if kernel is None else kernel.names) + (BASE_COLUMN,)
-            m = fit_category(method, category, names, np.column_stack([Xk, estimate]), y,
-                             per_unit=BASE_COLUMN, **common)
-            m.features, m.kernel, m.base, m.base_floor_ms = tuple(features), kernel, base, floor
-            m.params = {**m.params, "per_unit": BASE_COLUMN}
-            if kernels != [None]:
-                m.params["kernel"] = "none" if kernel is None else kernel.describe()
-            fits.append(m)
+        fits = [fit_category(method, category, features, X, y, kernels=kernels,
+                             op_types=op_types, work_target=work_target, **common),
+                _kernel_search(method, category, features, X, y, kernels, op_types,
+                               base=base, floor=floor, **common)]
         best = min(fits, key=lambda m: m.cv_loss)
         best.params = {**best.params, "base": base.method if best.base is not None else "none"}
         best.fit_seconds = sum(m.fit_seconds for m in fits)
         return best
     if len(kernels) > 1 or kernels[0] is not None:
-        t0 = time.perf_counter()
-        fits = []
-        for kernel in kernels:
-            Xk = X if kernel is None else kernel.expand(X, features, op_types)
-            names = tuple(features) + (() if kernel is None else kernel.names)
-            m = fit_category(method, category, names, Xk, y, full_grid=full_grid, seed=seed,
-                             n_jobs=n_jobs, grid=grid, objective=objective,
-                             work_target=work_target)
-            m.features = tuple(features)
-            m.kernel = kernel
-            m.params = {**m.params, "kernel": "none" if kernel is None else kernel.describe()}
-            fits.append(m)
-        best = min(fits, key=lambda m: m.cv_loss)
-        best.fit_seconds = time.perf_counter() - t0
-        return best
+        return _kernel_search(method, category, features, X, y, kernels, op_types,
+                              work_target=work_target, **common)
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
     X = np.asarray(X, dtype=np.float64)
@@ -316,6 +292,36 @@ def fit_category(method: str, category: str, features: tuple[str, ...], X: np.nd
                          cv_mspe=float(score) if objective == "mspe" else float("nan"),
                          n_train=len(y), fit_seconds=time.perf_counter() - t0,
                          objective=objective, cv_loss=float(score), per_unit=per_unit)
+
+
+def _kernel_search(method: str, category: str, features: tuple[str, ...], X: np.ndarray,
+                   y: np.ndarray, kernels: list, op_types: Sequence[str] | None, *,
+                   base: CategoryModel | None = None, floor: float = 0.0,
+                   **fit_kw) -> CategoryModel:
+    """One fit per kernel-feature candidate (None: Table 3 alone), on the same folds; with
+    ``base``, each fits the ratio of latency to the base's estimate (raised to ``floor``), which is
+    also its last input. The lowest validation loss is kept."""
+    t0 = time.perf_counter()
+    estimate = np.maximum(base.predict(X, op_types), floor) if base is not None else None
+    fits = []
+    for kernel in kernels:
+        Xk = np.asarray(X, dtype=np.float64) if kernel is None \
+            else kernel.expand(X, features, op_types)
+        names = tuple(features) + (() if kernel is None else kernel.names)
+        if base is not None:
+            Xk, names = np.column_stack([Xk, estimate]), names + (BASE_COLUMN,)
+            fit_kw["per_unit"] = BASE_COLUMN
+        m = fit_category(method, category, names, Xk, y, **fit_kw)
+        m.features, m.kernel = tuple(features), kernel
+        if base is not None:
+            m.base, m.base_floor_ms = base, floor
+            m.params = {**m.params, "per_unit": BASE_COLUMN}
+        if kernels != [None]:
+            m.params = {**m.params, "kernel": "none" if kernel is None else kernel.describe()}
+        fits.append(m)
+    best = min(fits, key=lambda m: m.cv_loss)
+    best.fit_seconds = time.perf_counter() - t0
+    return best
 
 
 def _folds(n: int, seed: int):
