@@ -109,6 +109,16 @@ def test_split_holds_test_models_out(quick_run):
     assert (df["n_test"] == len(test)).all() and (df["n_train"] == len(train)).all()
 
 
+def _line_overhead(e2e, ops):
+    """Reference for the default overhead: numpy's weighted polyfit of the gap on Σ ops (w = 1/e2e
+    scales residuals: MSPE weights), or the weighted mean when the fitted share is not positive."""
+    gap = e2e - ops
+    share, fixed = np.polyfit(ops, gap, 1, w=1 / e2e)
+    if share <= 0:
+        return float(np.sum(gap / e2e ** 2) / np.sum(1 / e2e ** 2)), 0.0
+    return float(fixed), float(share)
+
+
 def test_in_distribution_mape_matches_recomputation(quick_run):
     """Refit GBDT the same way and recompute the end-to-end MAPE from the store by hand."""
     c, data = _load(quick_run)
@@ -116,7 +126,8 @@ def test_in_distribution_mape_matches_recomputation(quick_run):
     train, test = c.split_synthetic(data)
     model = c.Ours("gbdt", quick=True).fit(data.ops_of(scen, train))
     te = data.ops_of(scen, test)
-    pred = te.assign(p=model.predict_ops(te)).groupby("model")["p"].sum() + model.overhead_ms
+    ops_ms = te.assign(p=model.predict_ops(te)).groupby("model")["p"].sum()
+    pred = ops_ms + model.overhead_ms + model.overhead_share * ops_ms
     true = te.groupby("model")["e2e_ms"].first()
     mape = 100 * float(np.mean(np.abs(pred - true) / true))
     df = pd.read_csv(quick_run["out"] / "in_distribution.csv")
@@ -126,10 +137,12 @@ def test_in_distribution_mape_matches_recomputation(quick_run):
     from latpred.predictors.evaluate import evaluate
     assert 100 * evaluate(model.predictor, te, exclude_training=False).e2e_mape == \
         pytest.approx(mape, rel=1e-9)
-    assert model.bundle.training["overhead"] == "mean"
-    # the overhead term is the mean training e2e − Σ op, recomputed from the store
+    assert model.bundle.training["overhead"] == "linear"
+    # the overhead term, a + b·Σ ops fitted on the MSPE, recomputed from the store with numpy
     m = data.ops_of(scen, train).groupby("model").agg(e=("e2e_ms", "first"), s=("latency_ms", "sum"))
-    assert model.overhead_ms == pytest.approx(float((m["e"] - m["s"]).mean()))
+    fixed, share = _line_overhead(m["e"], m["s"])
+    assert (model.overhead_ms, model.overhead_share) == (pytest.approx(fixed, rel=1e-6),
+                                                         pytest.approx(share, rel=1e-6))
 
 
 def test_overhead_table_matches_store(quick_run):
@@ -190,10 +203,14 @@ def test_ablation_variants_differ_only_in_what_they_ablate(quick_run):
     m = data.ops_of(scen, train).groupby("model").agg(e=("e2e_ms", "first"),
                                                       s=("latency_ms", "sum"))
     mean_gap = float((m["e"] - m["s"]).mean())
+    fixed, share = _line_overhead(m["e"], m["s"])
     for variant, d in df.groupby("variant"):
-        expected = 0.0 if variant == "no overhead term" else mean_gap
+        expected = {"no overhead term": (0.0, 0.0),
+                    "constant overhead term (the paper's mean)": (mean_gap, 0.0)
+                    }.get(variant, (fixed, share))
         # the CSV keeps 6 significant digits (relative rounding up to 5e-6)
-        np.testing.assert_allclose(d["overhead_ms"], expected, rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(d["overhead_ms"], expected[0], rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(d["overhead_share"], expected[1], rtol=1e-5, atol=1e-12)
     import exp_ablation
     assert set(df["variant"]) == set(exp_ablation.VARIANTS)
     assert set(df["method"]) == {"lasso", "gbdt"}

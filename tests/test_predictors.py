@@ -263,16 +263,52 @@ def test_linear_base_is_kept_where_it_extrapolates_and_trees_refine_its_ratio():
 # --------------------------------------------------------------------------------------------------
 # Bundles from real profiles
 
-def test_overhead_is_mean_of_e2e_minus_sum_of_ops_over_training_models(data):
+def _weighted_line(per_model):
+    """Independent reference for the default overhead: numpy's weighted polyfit of the gap on Σ ops
+    (polyfit's ``w`` scales residuals, so w = 1/e2e gives the MSPE weights 1/e2e^2), or the
+    weighted mean gap when the fitted share is not positive."""
+    e2e, gap = per_model["e2e"], per_model["e2e"] - per_model["ops"]
+    share, fixed = np.polyfit(per_model["ops"], gap, 1, w=1 / e2e)
+    if share <= 0:
+        return float(np.sum(gap / e2e ** 2) / np.sum(1 / e2e ** 2)), 0.0
+    return float(fixed), float(share)
+
+
+def test_default_overhead_is_a_fixed_part_plus_a_share_of_the_ops_fitted_on_mspe(data):
     frame = data["frame"]
     train = frame[frame["model"].isin(data["train"])]
     per_model = train.groupby("model").agg(e2e=("e2e_ms", "first"), ops=("latency_ms", "sum"))
-    expected = float((per_model["e2e"] - per_model["ops"]).mean())
+    # isolated op timings here: their sum outgrows e2e, so the share is 0 (the simulated test
+    # below covers a growing gap)
+    fixed, share = _weighted_line(per_model)
+    graph = read_model(data["held_out"][0])
     for bundle in data["bundles"].values():
-        assert bundle.overhead_ms == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        assert bundle.training["overhead"] == "linear"
+        assert bundle.overhead_ms == pytest.approx(fixed, rel=1e-6, abs=1e-9)
+        assert bundle.overhead_share == pytest.approx(share, rel=1e-6, abs=1e-12)
         assert bundle.training["n_models"] == len(data["train"])
         assert sorted(bundle.training["models"]) == sorted(data["train"])
         assert sum(bundle.training["n_ops"].values()) == len(train)
+        pred = Predictor(bundle).predict(graph)
+        ops_ms = pred.ops["latency_ms"].sum()
+        assert pred.overhead_ms == pytest.approx(fixed + share * ops_ms, rel=1e-6)
+        assert pred.latency_ms == pytest.approx(pred.overhead_ms + ops_ms, rel=1e-12)
+
+
+def test_linear_overhead_recovers_a_growing_gap_and_keeps_a_constant_for_a_shrinking_one():
+    # SIMULATED per-model rows (one op each): gap = 0.05 ms + 2 % of the ops, then a shrinking gap.
+    from latpred.predictors import fit_overhead
+    ops = np.array([1.0, 2.0, 5.0, 10.0, 40.0])
+    grow = pd.DataFrame({"model": [f"m{i}" for i in range(5)], "latency_ms": ops,
+                         "e2e_ms": ops + 0.05 + 0.02 * ops})
+    fixed, share, n = fit_overhead(grow, "linear")
+    assert (fixed, share, n) == (pytest.approx(0.05), pytest.approx(0.02), 5)
+    assert fit_overhead(grow, "mean")[:2] == (pytest.approx(float(np.mean(0.05 + 0.02 * ops))), 0.0)
+    shrink = grow.assign(e2e_ms=ops + 0.2 - 0.004 * ops)
+    fixed, share, _ = fit_overhead(shrink, "linear")
+    w = 1 / shrink["e2e_ms"] ** 2
+    assert share == 0.0
+    assert fixed == pytest.approx(float(np.sum(w * (0.2 - 0.004 * ops)) / np.sum(w)))
 
 
 def test_overhead_statistic_and_objective_options_of_train_bundle(data):
@@ -283,19 +319,23 @@ def test_overhead_statistic_and_objective_options_of_train_bundle(data):
     assert gap.mean() != pytest.approx(gap.median(), rel=1e-6)   # else the test proves nothing
     grid = {"lasso": {"alpha": [1e-3]}}
     bundles = {stat: train_bundle(frame, "lasso", train_models=data["train"], grids=grid,
-                                  overhead=stat) for stat in ("mean", "median", "none")}
+                                  overhead=stat) for stat in ("linear", "mean", "median", "none")}
     assert bundles["mean"].overhead_ms == pytest.approx(float(gap.mean()), rel=1e-9, abs=1e-12)
     assert bundles["median"].overhead_ms == pytest.approx(float(gap.median()), rel=1e-9,
                                                           abs=1e-12)
     assert bundles["none"].overhead_ms == 0.0
+    assert all(bundles[stat].overhead_share == 0.0 for stat in ("mean", "median", "none"))
+    assert (bundles["linear"].overhead_ms, bundles["linear"].overhead_share) == tuple(
+        pytest.approx(v, rel=1e-6, abs=1e-12) for v in _weighted_line(per_model))
     graph = read_model(data["held_out"][0])
     sums = set()
     for stat, bundle in bundles.items():
         assert bundle.training["overhead"] == stat
         assert bundle.training["overhead_models"] == len(data["train"])
         pred = Predictor(bundle).predict(graph)
-        assert pred.overhead_ms == bundle.overhead_ms
-        sums.add(round(pred.latency_ms - pred.overhead_ms, 12))
+        ops_ms = pred.latency_ms - pred.overhead_ms
+        assert pred.overhead_ms == pytest.approx(bundle.overhead_ms + bundle.overhead_share * ops_ms)
+        sums.add(round(ops_ms, 12))
     assert len(sums) == 1          # the statistic changes the overhead term only
 
     mse = train_bundle(frame, "lasso", train_models=data["train"], grids=grid, objective="mse")

@@ -29,7 +29,7 @@ def run(args) -> int:
         sys.stdout.write("\n")
         return 0
     print(f"{predictor.method} predictor for {predictor.scenario} "
-          f"(overhead {predictor.overhead_ms:.4f} ms)")
+          f"({predictor.bundle.describe_overhead()})")
     width = max(12, *(len(p.model) for p in preds))
     print(f"{'model':<{width}}  {'latency ms':>11}  {'ops':>5}  {'fallback ops':>12}")
     for p in preds:

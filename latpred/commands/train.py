@@ -8,7 +8,7 @@ import os
 import time
 
 from ..errors import LatpredError
-from ..predictors.methods import METHODS
+from ..predictors.methods import DEFAULT_OVERHEAD, METHODS, OVERHEAD_STATISTICS
 
 
 def register(sub) -> None:
@@ -29,10 +29,11 @@ def register(sub) -> None:
                         "latpred.predictors.methods)")
     p.add_argument("--min-samples", type=int, default=None, metavar="N",
                    help="categories with fewer training ops use the fallback (default 5)")
-    p.add_argument("--overhead", choices=("mean", "median", "none"), default="mean",
-                   help="statistic over training models of (end-to-end latency - sum of op "
-                        "latencies) used as the overhead term: mean (the paper's, default), "
-                        "median (robust to a few noisy models) or none")
+    p.add_argument("--overhead", choices=OVERHEAD_STATISTICS, default=DEFAULT_OVERHEAD,
+                   help="overhead term, from (end-to-end latency - sum of op latencies) of the "
+                        "training models: linear (default: a fixed part plus a share of the "
+                        "ops' sum, fitted on the MSPE), mean (the paper's), median (robust to a "
+                        "few noisy models) or none")
     p.add_argument("--table3-only", action="store_true",
                    help="the paper's Table 3 features alone, without the CPU kernel features "
                         "(channel tiles, GEMM/multi-pass paths, element-wise cost class) that CPU "
@@ -112,8 +113,8 @@ def run(args) -> int:
         t = bundle.training
         fb = t["fallback_categories"]
         print(f"{method}: {t['n_models']} models, {sum(t['n_ops'].values())} ops, "
-              f"{len(bundle.models)} category models, overhead ({args.overhead}) "
-              f"{bundle.overhead_ms:.4f} ms, "
+              f"{len(bundle.models)} category models, {bundle.describe_overhead()} "
+              f"({args.overhead}), "
               f"{time.perf_counter() - t0:.1f} s -> {path}"
               + (f" (fallback for {', '.join(sorted(fb))})" if fb else ""))
     return 0

@@ -51,7 +51,12 @@ def predict_gpu(predictor, graph: ModelGraph, gpu, tflite_version: str = DEFAULT
     kg = deduce_kernels(graph, gpu, tflite_version=tflite_version, fusion=fusion, selection=selection)
     rows = kernel_feature_rows(graph, kg)
     preds = [float(x) for x in predictor.predict_rows(rows)] if rows else []
-    over = float(overhead_ms) if overhead_ms is not None else _overhead(predictor, scenario)
+    if overhead_ms is not None:
+        over = float(overhead_ms)
+    elif hasattr(getattr(predictor, "bundle", None), "overhead_for"):
+        over = float(predictor.bundle.overhead_for(sum(preds)))
+    else:
+        over = _overhead(predictor, scenario)
     return GpuPrediction(e2e_ms=sum(preds) + over, kernels_ms=preds, overhead_ms=over, kernel_graph=kg,
                          cpu_fallback_ops=list(kg.cpu_fallback_ops))
 

@@ -2,7 +2,8 @@
 
 A bundle holds every category model (:class:`~latpred.predictors.methods.CategoryModel`), the
 feature schema they were trained with (``FEATURES`` of :mod:`latpred.features`), the overhead
-``T_overhead`` (paper §4.2), the fallback for categories without a model, facts about the training set
+``T_overhead`` (paper §4.2: a fixed ``overhead_ms``, plus ``overhead_share`` x the sum of the op
+predictions when trained with ``overhead='linear'``), the fallback for categories without a model, facts about the training set
 and the library versions. It is saved with joblib (a pickle: load only bundles you trust) to one file,
 written atomically (temp file + ``os.replace``).
 
@@ -26,7 +27,8 @@ from .methods import CategoryModel
 BUNDLE_MAGIC = "latpred-predictor-bundle"
 # 2: category models may predict latency per unit of work (``CategoryModel.per_unit``)
 # 3: tree models may refine a Lasso estimate (``CategoryModel.base``)
-BUNDLE_VERSION = 3
+# 4: the overhead may grow with the ops' latency (``Bundle.overhead_share``)
+BUNDLE_VERSION = 4
 BUNDLE_SUFFIX = ".joblib"
 # Builds the rows to predict from a ModelGraph ("module:function", see predict.py); GPU scenarios
 # can name a builder that applies kernel fusion and selection first.
@@ -57,11 +59,21 @@ class Bundle:
     training: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     row_builder: str = DEFAULT_ROW_BUILDER
+    # T_overhead = overhead_ms + overhead_share x (sum of the model's op latencies)
+    overhead_share: float = 0.0
     format_version: int = BUNDLE_VERSION
+
+    def overhead_for(self, ops_ms):
+        """T_overhead (ms) of a model whose op latencies sum to ``ops_ms`` (scalar or array)."""
+        return self.overhead_ms + self.overhead_share * ops_ms
+
+    def describe_overhead(self) -> str:
+        share = f" + {100 * self.overhead_share:.2f} % of the ops" if self.overhead_share else ""
+        return f"overhead {self.overhead_ms:.4f} ms{share}"
 
     def describe(self) -> str:
         cats = ", ".join(f"{c}({m.n_train})" for c, m in sorted(self.models.items()))
-        return (f"{self.method} bundle for {self.scenario}: overhead {self.overhead_ms:.4f} ms, "
+        return (f"{self.method} bundle for {self.scenario}: {self.describe_overhead()}, "
                 f"{self.training.get('n_models', '?')} training models, categories {cats}")
 
 

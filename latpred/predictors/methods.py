@@ -66,6 +66,9 @@ import numpy as np
 
 METHODS = ("lasso", "rf", "gbdt", "mlp")
 OBJECTIVES = ("mspe", "mse")
+# How train_bundle takes T_overhead from the training models' (e2e - Σ ops); see predictors.train.
+OVERHEAD_STATISTICS = ("linear", "mean", "median", "none")
+DEFAULT_OVERHEAD = "linear"
 ALPHA_RANGE = (1e-5, 1e2)
 CV_FOLDS = 5
 MLP_PATIENCE = 50

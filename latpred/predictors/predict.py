@@ -1,4 +1,5 @@
-"""Predict end-to-end latency: T_overhead + Σ per-op predictions (paper §4.2).
+"""Predict end-to-end latency: T_overhead + Σ per-op predictions (paper §4.2); T_overhead is the
+bundle's fixed term plus, for ``overhead='linear'`` bundles, a share of that sum (``Bundle.overhead_for``).
 
 Many models at once are predicted in one pass per category: every op row of every model is grouped
 by category, each category model predicts its whole matrix once, and the results are scattered
@@ -127,7 +128,8 @@ class Predictor:
 
     scenario = property(lambda self: self.bundle.scenario)
     method = property(lambda self: self.bundle.method)
-    overhead_ms = property(lambda self: self.bundle.overhead_ms)
+    overhead_ms = property(lambda self: self.bundle.overhead_ms)        # the fixed part
+    overhead_share = property(lambda self: self.bundle.overhead_share)  # x Σ op latencies
     categories = property(lambda self: sorted(self.bundle.models))
 
     def __repr__(self) -> str:
@@ -214,12 +216,13 @@ class Predictor:
                 fell_back[cat] = len(positions)
         self._warn_fallback(fell_back)
         out, start = [], 0
-        overhead = float(self.bundle.overhead_ms)
         for name, rl in zip(names, rows):
             end = start + len(rl)
             lat = latency[start:end]
+            ops_ms = float(lat.sum())
+            overhead = float(self.bundle.overhead_for(ops_ms))
             out.append(Prediction(
-                model=name, latency_ms=overhead + float(lat.sum()), overhead_ms=overhead,
+                model=name, latency_ms=overhead + ops_ms, overhead_ms=overhead,
                 op_index=np.array([r.index for r in rl], dtype=np.int64),
                 op_type=[r.type for r in rl], op_category=[r.category for r in rl],
                 op_latency_ms=lat.copy(), op_fallback=fallback[start:end].copy(),

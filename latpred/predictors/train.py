@@ -15,9 +15,13 @@ value counts as 0, as in :func:`latpred.features.op_features`.
   the overhead.
 - A category with fewer than ``min_samples`` usable rows gets no model; its ops are predicted by the
   bundle's :class:`~latpred.predictors.bundle.Fallback`, with a warning at training and prediction.
-- ``T_overhead`` = mean over training models of (measured e2e - sum of its measured op latencies)
-  (the paper's definition); ``overhead='median'`` takes the median instead (robust to a few noisy
-  models) and ``'none'`` leaves it out (ablation). The choice is kept in the training facts.
+- ``T_overhead``: the gap (measured e2e - sum of the measured op latencies) of the training models.
+  ``overhead='mean'`` is the paper's definition, its mean over training models; ``'median'`` takes
+  the median (robust to a few noisy models) and ``'none'`` leaves it out (ablation). The default,
+  ``'linear'``, is a fixed part plus a share of the ops' sum, a + b x Σ ops, fitted on the same
+  MSPE as the category models (weights 1/e2e^2), with b >= 0: the gap grows with the model (on
+  the host, the op profiler's events miss about 0.7 % of the run), so a constant over-predicts
+  small models. The choice is kept in the training facts.
 - ``objective='mse'`` fits plain squared error instead of the paper's MSPE (ablation only; see
   :mod:`latpred.predictors.methods`).
 """
@@ -37,14 +41,14 @@ from ..cpu.fusion import runtime_folds
 from ..cpu.kernels import kernel_candidates, uses_cpu_kernels
 from ..errors import LatpredError
 from .bundle import DEFAULT_ROW_BUILDER, Bundle, Fallback, category_features, library_versions
-from .methods import METHODS, OBJECTIVES, fit_category
+from .methods import (DEFAULT_OVERHEAD, METHODS, OBJECTIVES, OVERHEAD_STATISTICS,
+                      fit_category)
 
 log = logging.getLogger("latpred")
 MIN_SAMPLES = 5
 REQUIRED_COLUMNS = ("model", "category", "latency_ms", "e2e_ms")
 # Compute-bound categories are left out of the fallback's latency-per-element ratio.
 COMPUTE_BOUND = set(CONV_CATEGORIES) | {FULLY_CONNECTED, "Winograd"}
-OVERHEAD_STATISTICS = ("mean", "median", "none")
 # Tree methods predict a constant beyond their data; they may refine a Lasso estimate instead.
 REFINING_METHODS = ("rf", "gbdt")
 PROFILER_RESOLUTION_MS = 1e-3
@@ -118,21 +122,44 @@ def read_model_list(path: str | os.PathLike) -> list[str]:
 
 
 def overhead_ms(frame: pd.DataFrame, statistic: str = "mean") -> tuple[float, int]:
-    """``statistic`` ('mean', 'median' or 'none' -> 0) over models of (e2e - sum of op latencies),
-    and how many models it is taken over."""
+    """The constant overhead: ``statistic`` ('mean', 'median' or 'none' -> 0) over models of
+    (e2e - sum of op latencies), and how many models it is taken over."""
+    if statistic == "linear":
+        raise LatpredError("the linear overhead has two terms: use fit_overhead")
+    fixed, _, n = fit_overhead(frame, statistic)
+    return fixed, n
+
+
+def fit_overhead(frame: pd.DataFrame, statistic: str = DEFAULT_OVERHEAD
+                 ) -> tuple[float, float, int]:
+    """(fixed ms, share of Σ ops, models it is fitted on) of T_overhead (see the module doc)."""
     if statistic not in OVERHEAD_STATISTICS:
         raise LatpredError(f"unknown overhead statistic {statistic!r}; choose from "
                            f"{', '.join(OVERHEAD_STATISTICS)}")
     key = model_key(frame)
     per_model = frame.assign(_key=key).groupby("_key", sort=False).agg(
         e2e=("e2e_ms", "first"), ops=("latency_ms", lambda s: float(np.nansum(s))))
-    per_model = per_model[np.isfinite(per_model["e2e"])]
+    per_model = per_model[np.isfinite(per_model["e2e"]) & (per_model["e2e"] > 0)]
     if per_model.empty:
-        return 0.0, 0
+        return 0.0, 0.0, 0
     if statistic == "none":
-        return 0.0, len(per_model)
-    gap = per_model["e2e"] - per_model["ops"]
-    return float(gap.mean() if statistic == "mean" else gap.median()), len(per_model)
+        return 0.0, 0.0, len(per_model)
+    e2e, ops = per_model["e2e"].to_numpy(), per_model["ops"].to_numpy()
+    gap = e2e - ops
+    if statistic == "mean":
+        return float(gap.mean()), 0.0, len(per_model)
+    if statistic == "median":
+        return float(np.median(gap)), 0.0, len(per_model)
+    # weighted least squares of the gap on Σ ops: the MSPE of e2e when the ops are exact
+    w = 1.0 / e2e ** 2
+    share = 0.0
+    if len(per_model) >= 3 and np.ptp(ops) > 0:
+        sw = np.sqrt(w)
+        A = np.column_stack([np.ones_like(ops), ops]) * sw[:, None]
+        fixed, share = np.linalg.lstsq(A, gap * sw, rcond=None)[0]
+    if share <= 0:   # a gap that shrinks with the model is noise: keep the constant
+        return float(np.sum(w * gap) / np.sum(w)), 0.0, len(per_model)
+    return float(fixed), float(share), len(per_model)
 
 
 def feature_matrix(rows: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
@@ -188,7 +215,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
                  progress: bool = False, measured_on: dict | None = None,
                  row_builder: str = DEFAULT_ROW_BUILDER,
                  grids: dict[str, dict[str, list]] | None = None,
-                 objective: str = "mspe", overhead: str = "mean",
+                 objective: str = "mspe", overhead: str = DEFAULT_OVERHEAD,
                  min_latency_ms: float | None = None,
                  kernel_features: bool | None = None, work_target: bool = False,
                  linear_base: bool | None = None,
@@ -198,8 +225,9 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
     ``train_models``: names/hashes of the models to train on (default: all of the scenario).
     ``grids``: per-method search override, e.g. ``{"mlp": {...}}`` (tests, experiments).
     ``objective``: 'mspe' (paper, Eq. 1) or 'mse' (plain squared error; ablation only).
-    ``overhead``: statistic of (e2e - Σ op latencies) over training models: 'mean' (paper),
-    'median', or 'none' (no overhead term).
+    ``overhead``: how T_overhead is taken from (e2e - Σ op latencies) over training models:
+    'linear' (default: a + b x Σ ops, see the module doc), 'mean' (the paper's), 'median', or
+    'none' (no overhead term).
     ``min_latency_ms``: op rows faster than this are left out of the category fits (default: the
     scenario's op timer resolution, see the module doc).
     ``kernel_features``: add the CPU kernel features of :mod:`latpred.cpu.kernels` to Table 3's,
@@ -228,7 +256,7 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
         frame = select_models(frame, train_models)
     if frame.empty:
         raise LatpredError(f"no measured ops to train on for scenario {scenario}")
-    overhead_value, n_overhead = overhead_ms(frame, overhead)
+    overhead_value, overhead_share, n_overhead = fit_overhead(frame, overhead)
     if min_latency_ms is None:
         min_latency_ms = op_timer_resolution_ms(scenario)
     if kernel_features is None:
@@ -295,7 +323,8 @@ def train_bundle(frame: pd.DataFrame, method: str, scenario: str | None = None, 
         "trained_on": trainer_machine(), "measured_on": measured_on or {},
     }
     bundle = Bundle(scenario=scenario, method=method, models=models, features=features,
-                    overhead_ms=overhead_value, fallback=fit_fallback(frame), training=training,
+                    overhead_ms=overhead_value, overhead_share=overhead_share,
+                    fallback=fit_fallback(frame), training=training,
                     versions=library_versions(), row_builder=row_builder)
     if out is not None:
         from .bundle import save_bundle
