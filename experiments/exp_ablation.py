@@ -13,7 +13,9 @@ hold Table 3 (+ kernel) features only, so that variant is assembled here from th
 ``fit_category`` (MSPE), overhead term and fallback, on nn-Meter's kernel types and features."""
 from __future__ import annotations
 
+import hashlib
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,6 +24,7 @@ import common as c
 
 EXPERIMENT = "ablation"
 CSV = "ablation.csv"
+_THIS_FILE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
 VARIANTS = {
     "full (Table 3 + CPU kernel features, MSPE, overhead)": {},
     "Table 3 features only (the paper's)": {"kernel_features": False},
@@ -88,7 +91,9 @@ class NnMeterFeatures:
 
 def fit_variant(out, scen: str, method: str, tr: pd.DataFrame, quick: bool, kw: dict):
     if kw.get("feature_set") == "nnmeter":
-        return c.fit_cached(out, f"ablation-nnmeter-features|{scen}|{method}|{quick}",
+        # keyed by the library's code and this file's, like ``fit_ours``: a stale fit is not reused
+        return c.fit_cached(out, f"ablation-nnmeter-features|{c._CODE_HASH}|{_THIS_FILE_HASH}|"
+                                 f"{scen}|{method}|{quick}",
                             lambda: NnMeterFeatures(method, quick=quick), tr)
     return c.fit_ours(out, scen, method, tr, quick, **kw)
 
