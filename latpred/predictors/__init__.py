@@ -12,9 +12,9 @@ from .bundle import BUNDLE_VERSION, Bundle, Fallback, load_bundle, save_bundle
 from .evaluate import Evaluation, evaluate
 from .methods import METHODS, CategoryModel, fit_category, mape, mspe
 from .predict import OpRow, Prediction, Predictor, load, op_rows
-from .train import MIN_SAMPLES, fit_overhead, overhead_ms, read_model_list, train_bundle
+from .train import MIN_SAMPLES, fit_overhead, read_model_list, train_bundle
 
 __all__ = ["load", "Predictor", "Prediction", "OpRow", "op_rows", "train_bundle", "save_bundle",
            "load_bundle", "Bundle", "Fallback", "evaluate", "Evaluation", "METHODS",
-           "CategoryModel", "fit_category", "mape", "mspe", "MIN_SAMPLES", "fit_overhead", "overhead_ms",
+           "CategoryModel", "fit_category", "mape", "mspe", "MIN_SAMPLES", "fit_overhead",
            "read_model_list", "BUNDLE_VERSION"]

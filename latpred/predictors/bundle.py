@@ -3,8 +3,8 @@
 A bundle holds every category model (:class:`~latpred.predictors.methods.CategoryModel`), the
 feature schema they were trained with (``FEATURES`` of :mod:`latpred.features`), the overhead
 ``T_overhead`` (paper §4.2: a fixed ``overhead_ms``, plus ``overhead_share`` x the sum of the op
-predictions when trained with ``overhead='linear'``), the fallback for categories without a model, facts about the training set
-and the library versions. It is saved with joblib (a pickle: load only bundles you trust) to one file,
+predictions when trained with ``overhead='linear'``), the fallback for categories without a model,
+facts about the training set and the library versions. It is saved with joblib (a pickle: load only bundles you trust) to one file,
 written atomically (temp file + ``os.replace``).
 
 Compatibility: a bundle is refused with a one-line :class:`LatpredError` when its format version is

@@ -1,5 +1,6 @@
 """Predict end-to-end latency: T_overhead + Σ per-op predictions (paper §4.2); T_overhead is the
-bundle's fixed term plus, for ``overhead='linear'`` bundles, a share of that sum (``Bundle.overhead_for``).
+bundle's fixed term plus, for ``overhead='linear'`` bundles, a share of that sum
+(``Bundle.overhead_for``).
 
 Many models at once are predicted in one pass per category: every op row of every model is grouped
 by category, each category model predicts its whole matrix once, and the results are scattered

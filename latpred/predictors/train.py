@@ -121,15 +121,6 @@ def read_model_list(path: str | os.PathLike) -> list[str]:
     return [ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip()]
 
 
-def overhead_ms(frame: pd.DataFrame, statistic: str = "mean") -> tuple[float, int]:
-    """The constant overhead: ``statistic`` ('mean', 'median' or 'none' -> 0) over models of
-    (e2e - sum of op latencies), and how many models it is taken over."""
-    if statistic == "linear":
-        raise LatpredError("the linear overhead has two terms: use fit_overhead")
-    fixed, _, n = fit_overhead(frame, statistic)
-    return fixed, n
-
-
 def fit_overhead(frame: pd.DataFrame, statistic: str = DEFAULT_OVERHEAD
                  ) -> tuple[float, float, int]:
     """(fixed ms, share of Σ ops, models it is fitted on) of T_overhead (see the module doc)."""
