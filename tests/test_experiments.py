@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from overhead_reference import weighted_line_overhead
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
@@ -109,16 +111,6 @@ def test_split_holds_test_models_out(quick_run):
     assert (df["n_test"] == len(test)).all() and (df["n_train"] == len(train)).all()
 
 
-def _line_overhead(e2e, ops):
-    """Reference for the default overhead: numpy's weighted polyfit of the gap on Σ ops (w = 1/e2e
-    scales residuals: MSPE weights), or the weighted mean when the fitted share is not positive."""
-    gap = e2e - ops
-    share, fixed = np.polyfit(ops, gap, 1, w=1 / e2e)
-    if share <= 0:
-        return float(np.sum(gap / e2e ** 2) / np.sum(1 / e2e ** 2)), 0.0
-    return float(fixed), float(share)
-
-
 def test_in_distribution_mape_matches_recomputation(quick_run):
     """Refit GBDT the same way and recompute the end-to-end MAPE from the store by hand."""
     c, data = _load(quick_run)
@@ -140,7 +132,7 @@ def test_in_distribution_mape_matches_recomputation(quick_run):
     assert model.bundle.training["overhead"] == "linear"
     # the overhead term, a + b·Σ ops fitted on the MSPE, recomputed from the store with numpy
     m = data.ops_of(scen, train).groupby("model").agg(e=("e2e_ms", "first"), s=("latency_ms", "sum"))
-    fixed, share = _line_overhead(m["e"], m["s"])
+    fixed, share = weighted_line_overhead(m["e"], m["s"])
     assert (model.overhead_ms, model.overhead_share) == (pytest.approx(fixed, rel=1e-6),
                                                          pytest.approx(share, rel=1e-6))
 
@@ -203,7 +195,7 @@ def test_ablation_variants_differ_only_in_what_they_ablate(quick_run):
     m = data.ops_of(scen, train).groupby("model").agg(e=("e2e_ms", "first"),
                                                       s=("latency_ms", "sum"))
     mean_gap = float((m["e"] - m["s"]).mean())
-    fixed, share = _line_overhead(m["e"], m["s"])
+    fixed, share = weighted_line_overhead(m["e"], m["s"])
     for variant, d in df.groupby("variant"):
         expected = {"no overhead term": (0.0, 0.0),
                     "constant overhead term (the paper's mean)": (mean_gap, 0.0)

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from latpred.errors import LatpredError
+from overhead_reference import weighted_line_overhead
 from latpred.features import FEATURES, graph_features, op_features
 from latpred.predictors import (BUNDLE_VERSION, Predictor, load, load_bundle, mspe, save_bundle,
                                 train_bundle)
@@ -263,24 +264,13 @@ def test_linear_base_is_kept_where_it_extrapolates_and_trees_refine_its_ratio():
 # --------------------------------------------------------------------------------------------------
 # Bundles from real profiles
 
-def _weighted_line(per_model):
-    """Independent reference for the default overhead: numpy's weighted polyfit of the gap on Σ ops
-    (polyfit's ``w`` scales residuals, so w = 1/e2e gives the MSPE weights 1/e2e^2), or the
-    weighted mean gap when the fitted share is not positive."""
-    e2e, gap = per_model["e2e"], per_model["e2e"] - per_model["ops"]
-    share, fixed = np.polyfit(per_model["ops"], gap, 1, w=1 / e2e)
-    if share <= 0:
-        return float(np.sum(gap / e2e ** 2) / np.sum(1 / e2e ** 2)), 0.0
-    return float(fixed), float(share)
-
-
 def test_default_overhead_is_a_fixed_part_plus_a_share_of_the_ops_fitted_on_mspe(data):
     frame = data["frame"]
     train = frame[frame["model"].isin(data["train"])]
     per_model = train.groupby("model").agg(e2e=("e2e_ms", "first"), ops=("latency_ms", "sum"))
     # isolated op timings here: their sum outgrows e2e, so the share is 0 (the simulated test
     # below covers a growing gap)
-    fixed, share = _weighted_line(per_model)
+    fixed, share = weighted_line_overhead(per_model["e2e"], per_model["ops"])
     graph = read_model(data["held_out"][0])
     for bundle in data["bundles"].values():
         assert bundle.training["overhead"] == "linear"
@@ -325,8 +315,9 @@ def test_overhead_statistic_and_objective_options_of_train_bundle(data):
                                                           abs=1e-12)
     assert bundles["none"].overhead_ms == 0.0
     assert all(bundles[stat].overhead_share == 0.0 for stat in ("mean", "median", "none"))
+    reference = weighted_line_overhead(per_model["e2e"], per_model["ops"])
     assert (bundles["linear"].overhead_ms, bundles["linear"].overhead_share) == tuple(
-        pytest.approx(v, rel=1e-6, abs=1e-12) for v in _weighted_line(per_model))
+        pytest.approx(v, rel=1e-6, abs=1e-12) for v in reference)
     graph = read_model(data["held_out"][0])
     sums = set()
     for stat, bundle in bundles.items():

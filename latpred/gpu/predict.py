@@ -26,7 +26,10 @@ class GpuPrediction:
         return out
 
 
-def _overhead(predictor, scenario: str | None) -> float:
+def _overhead(predictor, scenario: str | None, kernels_ms: float) -> float:
+    bundle = getattr(predictor, "bundle", None)
+    if hasattr(bundle, "overhead_for"):   # a latpred Predictor: its overhead may grow with Σ
+        return float(bundle.overhead_for(kernels_ms))
     for name in ("overhead_ms", "overhead"):
         v = getattr(predictor, name, None)
         if callable(v):
@@ -51,12 +54,8 @@ def predict_gpu(predictor, graph: ModelGraph, gpu, tflite_version: str = DEFAULT
     kg = deduce_kernels(graph, gpu, tflite_version=tflite_version, fusion=fusion, selection=selection)
     rows = kernel_feature_rows(graph, kg)
     preds = [float(x) for x in predictor.predict_rows(rows)] if rows else []
-    if overhead_ms is not None:
-        over = float(overhead_ms)
-    elif hasattr(getattr(predictor, "bundle", None), "overhead_for"):
-        over = float(predictor.bundle.overhead_for(sum(preds)))
-    else:
-        over = _overhead(predictor, scenario)
+    over = float(overhead_ms) if overhead_ms is not None else \
+        _overhead(predictor, scenario, sum(preds))
     return GpuPrediction(e2e_ms=sum(preds) + over, kernels_ms=preds, overhead_ms=over, kernel_graph=kg,
                          cpu_fallback_ops=list(kg.cpu_fallback_ops))
 
