@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from latpred.predictors import load, op_rows, save_bundle, train_bundle  # noqa: E402
 from latpred.predictors.methods import METHODS  # noqa: E402
-from latpred.profiling.store import ProfileStore, iter_model_files  # noqa: E402
+from latpred.store import ProfileStore, iter_model_files  # noqa: E402
 from latpred.readers import read_model  # noqa: E402
 
 

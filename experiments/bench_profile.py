@@ -45,9 +45,9 @@ def main() -> int:
     args = ap.parse_args()
 
     from latpred.profiling import profile_models
-    from latpred.profiling.devices import cpu_model
+    from latpred.devices import cpu_model
     from latpred.profiling.litert import DEFAULT_BUDGET_S, DEFAULT_RUNS, DEFAULT_WARMUP
-    from latpred.profiling.store import ProfileStore
+    from latpred.store import ProfileStore
 
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         t = time.perf_counter()

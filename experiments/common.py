@@ -98,7 +98,7 @@ def model_kind(name: str, manifest: set[str]) -> str:
 def load_data(data_dir=DEFAULT_DATA, manifest=DEFAULT_MANIFEST) -> Data:
     """All ``*.sqlite`` profile stores under ``data_dir`` (one measurement per scenario and model:
     the latest when stored twice)."""
-    from latpred.profiling.store import ProfileStore
+    from latpred.store import ProfileStore
     stores = sorted(glob.glob(os.path.join(str(data_dir), "**", "*.sqlite"), recursive=True))
     frames, paths = [], []
     for p in stores:

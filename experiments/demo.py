@@ -58,7 +58,7 @@ def run(args) -> int:
     from latpred.predictors import load as load_bundle
     from latpred.predictors.train import train_bundle
     from latpred.profiling import profile_models, profile_passes
-    from latpred.profiling.store import ProfileStore
+    from latpred.store import ProfileStore
     from latpred.sources.export import build_files
     from latpred.sources.nas import sample_specs
     from latpred.sources.zoo import build_zoo

@@ -32,7 +32,7 @@ PAPER_GBDT = "3.2–10.5 (phones, per core config)"
 
 
 def _parse(scen: str):
-    from latpred.profiling.scenario import parse_scenario
+    from latpred.scenario import parse_scenario
     try:
         return parse_scenario(scen)
     except Exception:

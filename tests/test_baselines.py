@@ -17,7 +17,7 @@ from latpred.baselines.nnmeter import RF_SETTINGS, kernel_type, nnmeter_features
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
     from latpred.profiling import profile_models
-    from latpred.profiling.store import ProfileStore
+    from latpred.store import ProfileStore
     from latpred.sources.export import build_files
     from latpred.sources.nas import sample_specs
     root = tmp_path_factory.mktemp("baselines")

@@ -138,7 +138,7 @@ def test_in_distribution_mape_matches_recomputation(quick_run):
 
 
 def test_overhead_table_matches_store(quick_run):
-    from latpred.profiling.store import ProfileStore
+    from latpred.store import ProfileStore
     per_model = pd.read_csv(quick_run["out"] / "overhead_per_model.csv")
     with ProfileStore(os.path.join(quick_run["data"], "profiles.sqlite"), readonly=True) as st:
         frame = st.frame()

@@ -20,7 +20,7 @@ from latpred.metrics.frm import (format_frm_table, frm_scores, frm_table, pareto
 from latpred.metrics.selection import parse_limits, selection_at_limit, selection_curve
 from latpred.metrics.transfer import (frm_table_by_scenario, pareto_transfer, select_proxy,
                                       srcc_matrix)
-from latpred.profiling.store import ProfileStore
+from latpred.store import ProfileStore
 from latpred.readers import read_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

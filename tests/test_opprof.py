@@ -9,8 +9,8 @@ from latpred.errors import LatpredError
 from latpred.cpu import folded_ops
 from latpred.profiling import profile_models
 from latpred.profiling.litert_opprof import _event_size, op_latencies
-from latpred.profiling.scenario import parse_scenario
-from latpred.profiling.store import ProfileStore
+from latpred.scenario import parse_scenario
+from latpred.store import ProfileStore
 from latpred.profiling.xnn_align import align, compatible
 from latpred.readers import read_model
 

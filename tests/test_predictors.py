@@ -22,7 +22,7 @@ from latpred.predictors.evaluate import evaluate
 from latpred.predictors.methods import BASE_COLUMN, fit_category, work_units
 from latpred.predictors.train import feature_matrix, op_types
 from latpred.profiling import profile_models
-from latpred.profiling.store import ProfileStore
+from latpred.store import ProfileStore
 from latpred.readers import read_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -18,11 +18,11 @@ from latpred.errors import LatpredError
 from latpred.features import ALL_FEATURES
 from latpred.profiling import profile_models
 from latpred.profiling.adb import AdbBackend, parse_benchmark_output
-from latpred.profiling.devices import core_config, device_keys, get_device
+from latpred.devices import core_config, device_keys, get_device
 from latpred.profiling.isolate import isolate_ops, load_model
 from latpred.profiling.litert import HostWorker, run_count
-from latpred.profiling.scenario import Scenario, parse_scenario
-from latpred.profiling.store import ProfileStore
+from latpred.scenario import Scenario, parse_scenario
+from latpred.store import ProfileStore
 from latpred.readers import read_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -584,7 +584,7 @@ def test_adb_missing_or_no_device_is_one_clear_error(models, fake_phone, tmp_pat
 def test_drop_then_reprofile_measures_only_the_dropped(models, tmp_path):
     """`store drop` removes measurements (and their op rows) so the same command re-measures them."""
     from latpred.profiling import profile_models
-    from latpred.profiling.store import ProfileStore
+    from latpred.store import ProfileStore
     paths = [models["fp32"], models["int8"]]
     store = tmp_path / "drop.sqlite"
     profile_models(paths, store, runs=3, warmup=1, progress=False)

@@ -1,7 +1,7 @@
 """Baselines the paper's method is compared with (issue 7, paper §5.6): what a user would pick instead.
 
 Every baseline learns from the same op-level frame as our predictors
-(:meth:`latpred.profiling.store.ProfileStore.frame`, one row per measured op, one scenario) and
+(:meth:`latpred.store.ProfileStore.frame`, one row per measured op, one scenario) and
 predicts end-to-end latency per model; op-level baselines also predict each op.
 
 - :class:`FlopsBaseline` — latency proportional to a model's total multiply-accumulates;

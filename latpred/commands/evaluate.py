@@ -22,7 +22,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..predictors import evaluate, load
-    from ..profiling.store import ProfileStore
+    from ..store import ProfileStore
 
     predictor = load(args.bundle)
     if not os.path.isfile(args.store):

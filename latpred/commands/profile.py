@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import LatpredError
-from ..profiling.devices import device_keys
+from ..devices import device_keys
 from ..profiling.litert import DEFAULT_BUDGET_S, DEFAULT_RUNS, DEFAULT_TIMEOUT_S, DEFAULT_WARMUP
 
 

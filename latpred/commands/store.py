@@ -51,7 +51,7 @@ def register(sub) -> None:
 
 
 def _open(path: str, readonly: bool = True):
-    from ..profiling.store import ProfileStore
+    from ..store import ProfileStore
     if readonly and not os.path.isfile(path):
         raise LatpredError(f"{path}: no such profile store")
     return ProfileStore(path, readonly=readonly)
@@ -85,7 +85,7 @@ def run_export(args) -> int:
 
 
 def run_import(args) -> int:
-    from ..profiling.scenario import parse_scenario
+    from ..scenario import parse_scenario
     scen = parse_scenario(args.scenario).id
     if not os.path.isfile(args.csv):
         raise LatpredError(f"{args.csv}: no such file")
@@ -111,7 +111,7 @@ def run_refeature(args) -> int:
     from tqdm import tqdm
     from ..features import graph_features
     from ..profiling import file_hash
-    from ..profiling.store import iter_model_files
+    from ..store import iter_model_files
     from ..readers import read_model
     files = iter_model_files(args.models, (".tflite", ".onnx"))
     if not files:
@@ -133,7 +133,7 @@ def run_refeature(args) -> int:
 def run_combine(args) -> int:
     """One pass on a shared machine is a noisy label (see datasets/host/CARD.md); the median of
     passes taken at different times is steadier."""
-    from ..profiling.store import combine_stores
+    from ..store import combine_stores
     for p in args.passes:
         if not os.path.isfile(p):
             raise LatpredError(f"{p}: no such profile store")

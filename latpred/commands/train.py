@@ -70,7 +70,7 @@ def bundle_paths(out: str, methods: tuple[str, ...], all_methods: bool) -> dict[
 
 def run(args) -> int:
     from ..predictors import MIN_SAMPLES, read_model_list, save_bundle, train_bundle
-    from ..profiling.store import ProfileStore
+    from ..store import ProfileStore
 
     if not os.path.isfile(args.store):
         raise LatpredError(f"{args.store}: no such profile store")

@@ -33,7 +33,7 @@ def runtime_folds(scenario: str) -> bool:
 
     GPU scenarios predict kernels after their own fusion (:mod:`latpred.gpu`); ONNX Runtime is not
     covered."""
-    from ..profiling.scenario import parse_scenario
+    from ..scenario import parse_scenario
     try:
         sc = parse_scenario(scenario)
     except LatpredError:

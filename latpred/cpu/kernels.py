@@ -115,7 +115,7 @@ def kernel_candidates(category: str) -> list[KernelFeatures | None]:
 def uses_cpu_kernels(scenario: str) -> bool:
     """CPU scenarios get kernel features; GPU ones predict kernels with their own features."""
     from ..errors import LatpredError
-    from ..profiling.scenario import parse_scenario
+    from ..scenario import parse_scenario
     try:
         return not parse_scenario(scenario).is_gpu
     except LatpredError:

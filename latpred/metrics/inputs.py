@@ -63,7 +63,7 @@ def resolve_baseline(models: list[ModelInfo], baseline: str) -> str:
 
 
 def open_store(path: str):
-    from ..profiling.store import ProfileStore
+    from ..store import ProfileStore
     if not os.path.isfile(path):
         raise LatpredError(f"{path}: no such profile store")
     return ProfileStore(path, readonly=True)

@@ -58,7 +58,7 @@ def op_timer_resolution_ms(scenario: str) -> float:
     """Resolution of the op timings of a scenario: whole microseconds from op profilers
     (host ``+opprof``, the benchmark tool on phones); isolated host timings average many runs of a
     nanosecond clock, so they have none to speak of (0)."""
-    from ..profiling.scenario import parse_scenario
+    from ..scenario import parse_scenario
     try:
         sc = parse_scenario(scenario)
     except LatpredError:
@@ -195,7 +195,7 @@ def fit_fallback(frame: pd.DataFrame) -> Fallback:
 
 
 def trainer_machine() -> dict[str, Any]:
-    from ..profiling.devices import cpu_model
+    from ..devices import cpu_model
     return {"hostname": platform.node(), "platform": platform.platform(), "cpu": cpu_model(),
             "logical_cpus": os.cpu_count()}
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..errors import LatpredError
-from .devices import HOST, CoreConfig, core_config, cpu_model, get_device
+from ..devices import HOST, CoreConfig, core_config, cpu_model, get_device
 from .litert import (DEFAULT_BUDGET_S, DEFAULT_RUNS, DEFAULT_TIMEOUT_S, DEFAULT_WARMUP, HostWorker,
                      WorkerError, litert_version)
-from .scenario import Scenario, model_precision, parse_scenario
-from .store import ProfileStore, iter_model_files
+from ..scenario import Scenario, model_precision, parse_scenario
+from ..store import ProfileStore, iter_model_files
 
 log = logging.getLogger(__name__)
 BACKENDS = ("litert", "onnxruntime")
@@ -222,12 +222,12 @@ def pass_stores(out: str | os.PathLike, passes: int) -> list[str]:
 
 def profile_passes(out: str | os.PathLike, passes: int, measure_into, announce=None) -> dict:
     """Measure every model ``passes`` times, one whole pass after another, and write ``out`` as
-    their median (:func:`~latpred.profiling.store.combine_stores`).
+    their median (:func:`~latpred.store.combine_stores`).
 
     ``measure_into(store_path)`` runs one pass (e.g. ``profile_models`` with fixed arguments);
     pass k goes to ``pass_stores(out, passes)[k-1]``, so an interrupted run resumes inside its
     pass. ``out`` is derived data: it is replaced, unless it holds single-pass measurements."""
-    from .store import combine_stores
+    from ..store import combine_stores
     out = os.fspath(out)
     if passes < 2:
         raise LatpredError("profile_passes needs at least 2 passes")

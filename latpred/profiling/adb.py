@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import LatpredError
-from .devices import CoreConfig, Device
+from ..devices import CoreConfig, Device
 from .litert import Timing
 
 REMOTE_DIR = "/data/local/tmp/latpred"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
-from ..errors import LatpredError
+from .errors import LatpredError
 
 HOST = "host"
 CLUSTER_ORDER = ("L", "M", "S")

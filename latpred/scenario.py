@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import LatpredError
-from ..ir import ModelGraph
+from .errors import LatpredError
+from .ir import ModelGraph
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8w", "unknown")
 _ID_RE = re.compile(r"^(?P<device>[\w.-]+)/(?P<runtime>[a-z_]+)-(?P<version>[\w.+-]+)/"

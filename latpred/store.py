@@ -17,8 +17,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from ..errors import LatpredError
-from ..features import ALL_FEATURES
+from .errors import LatpredError
+from .features import ALL_FEATURES
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
