@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from latpred.features import op_features  # noqa: E402
+from latpred.fileio import atomic_write_bytes  # noqa: E402
 from latpred.readers import read_model  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -25,9 +26,7 @@ def build_model() -> Path:
         import tensorflow as tf
         m = tf.keras.applications.EfficientNetB0(weights=None, input_shape=(224, 224, 3))
         CACHE.mkdir(exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(tf.lite.TFLiteConverter.from_keras_model(m).convert())
-        os.replace(tmp, path)
+        atomic_write_bytes(path, tf.lite.TFLiteConverter.from_keras_model(m).convert())
     return path
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from latpred.fileio import atomic_write_text  # noqa: E402
 from latpred.predictors import load, op_rows, save_bundle, train_bundle  # noqa: E402
 from latpred.predictors.methods import METHODS  # noqa: E402
 from latpred.store import ProfileStore, iter_model_files  # noqa: E402
@@ -143,11 +144,7 @@ def main() -> int:
 
     text = json.dumps(results, indent=1)
     if args.out:
-        folder = os.path.dirname(os.path.abspath(args.out))
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, args.out)
+        atomic_write_text(args.out, text)
     print(text)
     return 0
 

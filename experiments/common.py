@@ -22,7 +22,6 @@ import json
 import os
 import pickle
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from latpred import categories as C  # noqa: E402
+from latpred.fileio import atomic_path, atomic_write, atomic_write_text  # noqa: E402
 
 DEFAULT_DATA = ROOT / "datasets" / "host"
 DEFAULT_MANIFEST = ROOT / "datasets" / "zoo" / "manifest.csv"
@@ -170,72 +170,16 @@ def e2e(ops: pd.DataFrame) -> pd.Series:
     return ops.groupby("model", sort=False)["e2e_ms"].first()
 
 
-# -- our predictor (paper §4): trained and applied through the library ------------------------------
-class Ours:
-    """The paper's predictor, T_overhead + Σ f_category(x̂) (§4.2), exactly as users get it: a
-    bundle from :func:`latpred.predictors.train_bundle` predicting stored op rows through its
-    :class:`~latpred.predictors.Predictor` (same features, fallback and overhead as ``latpred
-    predict``/``evaluate``).
-
-    ``objective``: 'mspe' (Eq. 1) or 'mse' (ablation); ``overhead``: as ``train_bundle`` (None:
-    its default, 'linear'; 'mean' is the paper's; 'none' for the ablation). ``quick`` searches the reduced ``QUICK_GRIDS``. ``kernel_features``: False
-    for the paper's Table 3 features alone (ablation); default as ``train_bundle``.
-    ``work_target``: the per-unit-of-work target search of ``train_bundle`` (ablation).
-    ``linear_base``: as ``train_bundle`` (default on for RF and GBDT; False: the paper's trees)."""
-
-    def __init__(self, method: str, *, objective: str = "mspe", overhead: str | None = None,
-                 quick: bool = False, seed: int = 0, kernel_features: bool | None = None,
-                 work_target: bool = False, linear_base: bool | None = None):
-        self.method, self.objective, self.overhead = method, objective, overhead
-        self.quick, self.seed, self.kernel_features = quick, seed, kernel_features
-        self.work_target, self.linear_base = work_target, linear_base
-        self.predictor = None
-
-    def fit(self, train_ops: pd.DataFrame) -> "Ours":
-        from latpred.predictors import Predictor, train_bundle
-        grids = {self.method: QUICK_GRIDS[self.method]} if self.quick else None
-        bundle = train_bundle(train_ops, self.method, seed=self.seed, grids=grids,
-                              objective=self.objective,
-                              **({} if self.overhead is None else {"overhead": self.overhead}),
-                              kernel_features=self.kernel_features,
-                              work_target=self.work_target, linear_base=self.linear_base)
-        self.predictor = Predictor(bundle)
-        return self
-
-    @property
-    def bundle(self):
-        return self.predictor.bundle
-
-    @property
-    def overhead_ms(self) -> float:
-        """The overhead's fixed part (ms)."""
-        return float(self.bundle.overhead_ms)
-
-    @property
-    def overhead_share(self) -> float:
-        """The overhead's share of the summed op latencies ('linear' overhead; else 0)."""
-        return float(self.bundle.overhead_share)
-
-    def _predictions(self, ops: pd.DataFrame):
-        """(row positions per model, Predictions) for the models of ``ops``."""
-        from latpred.predictors.evaluate import frame_rows
-        groups = [(name, g) for name, g in
-                  ops.assign(_pos=np.arange(len(ops))).groupby("model", sort=False)]
-        preds = self.predictor.predict_rows_many(
-            [frame_rows(g, self.predictor) for _, g in groups], [str(n) for n, _ in groups])
-        return [g["_pos"].to_numpy() for _, g in groups], preds
-
-    def predict_ops(self, ops: pd.DataFrame) -> np.ndarray:
-        """Per-op latency (ms), aligned with the rows of ``ops``."""
-        out = np.full(len(ops), np.nan)
-        for pos, p in zip(*self._predictions(ops)):
-            out[pos] = p.op_latency_ms
-        return out
-
-    def predict_models(self, ops: pd.DataFrame) -> pd.Series:
-        """End-to-end latency (ms, overhead included) per model of ``ops``."""
-        _, preds = self._predictions(ops)
-        return pd.Series({p.model: p.latency_ms for p in preds}, dtype=np.float64)
+# -- our predictor (paper §4): the library's own estimator ---------------------------------------
+def ours(method: str, *, quick: bool = False, **settings):
+    """The paper's predictor, T_overhead + Σ f_category(x̂) (§4.2), exactly as users get it:
+    :class:`latpred.predictors.LatencyPredictor` (same features, fallback and overhead as
+    ``latpred predict``/``evaluate``); ``quick`` searches the reduced ``QUICK_GRIDS``; the other
+    settings are the estimator's (``overhead``, ``objective``, ``kernel_features``,
+    ``work_target``, ``linear_base``)."""
+    from latpred.predictors import LatencyPredictor
+    grids = {method: QUICK_GRIDS[method]} if quick else None
+    return LatencyPredictor(method, grids=grids, **settings)
 
 
 # -- metrics -----------------------------------------------------------------------------------------
@@ -308,14 +252,11 @@ def fit_cached(out_dir, label: str, make, train_ops: pd.DataFrame):
     t0 = time.perf_counter()
     model = make().fit(train_ops)
     model.fit_seconds_total = time.perf_counter() - t0
-    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path, "wb") as f:
             pickle.dump(model, f)
-        os.replace(tmp, path)
     except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        pass                # the cache is an optimisation: a failed write only costs a refit
     return model
 
 
@@ -323,7 +264,8 @@ def _predictor_code_hash() -> str:
     """Hash of the code that fits and applies our predictor: a change there invalidates cached fits."""
     h = hashlib.sha256()
     for p in (sorted((ROOT / "latpred" / "predictors").glob("*.py"))
-              + sorted((ROOT / "latpred" / "cpu").glob("*.py")) + [ROOT / "latpred" / "features.py"]):
+              + sorted((ROOT / "latpred" / "cpu").glob("*.py"))
+              + [ROOT / "latpred" / "features.py", ROOT / "latpred" / "scenario.py"]):
         h.update(p.read_bytes())
     return h.hexdigest()[:12]
 
@@ -332,23 +274,18 @@ def _predictor_code_hash() -> str:
 _CODE_HASH = _predictor_code_hash()
 
 
-def fit_ours(out_dir, scenario: str, method: str, train_ops, quick: bool, **kw) -> Ours:
+def fit_ours(out_dir, scenario: str, method: str, train_ops, quick: bool, **kw):
+    """A fitted :func:`ours` (``kw``: its settings), cached under the library's code hash."""
     label = f"ours-bundle|{_CODE_HASH}|{scenario}|{method}|{quick}|{sorted(kw.items())}"
-    return fit_cached(out_dir, label, lambda: Ours(method, quick=quick, **kw), train_ops)
+    return fit_cached(out_dir, label, lambda: ours(method, quick=quick, **kw), train_ops)
 
 
 # -- output ---------------------------------------------------------------------------------------
 def write_csv(df: pd.DataFrame, out_dir, name: str) -> Path:
     path = Path(out_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".csv.tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".csv.tmp") as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -363,10 +300,8 @@ def write_status(out_dir, experiment: str, status: str, reason: str = "", **extr
     """``<experiment>.status.json``: ok / skipped (with why), read by the README generator."""
     path = Path(out_dir) / f"{experiment}.status.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"experiment": experiment, "status": status, "reason": reason,
-                               **extra}, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps({"experiment": experiment, "status": status,
+                                        "reason": reason, **extra}, indent=1))
 
 
 def read_status(out_dir, experiment: str) -> dict:
@@ -407,8 +342,9 @@ def score_ours(out, experiment: str, scen: str, methods, tr: pd.DataFrame, te: p
         row = {"scenario": scen, "method": method, "n_train": tr["model"].nunique(),
                "n_test": te["model"].nunique()}
         row.update(e2e_scores(model, te))
-        from latpred.predictors.train import op_timer_resolution_ms
-        row.update(category_scores(model.predict_ops(te), te, op_timer_resolution_ms(scen)))
+        from latpred.scenario import Scenario
+        row.update(category_scores(model.predict_ops(te), te,
+                                   Scenario.parse(scen).op_timer_resolution_ms))
         rows.append(row)
         print(f"[{experiment}] {scen} {method}: e2e MAPE {row['mape']:.2f} %")
     return rows

@@ -8,9 +8,10 @@
   alone (``--no-linear-base``; Lasso is the same either way).
 Train: synthetic training pool; test: synthetic test models and real-world models.
 
-Every variant but the nn-Meter-feature one is a latpred bundle (``train_bundle`` options). Bundles
-hold Table 3 (+ kernel) features only, so that variant is assembled here from the library's pieces: the same
-``fit_category`` (MSPE), overhead term and fallback, on nn-Meter's kernel types and features."""
+Every variant is the library's :class:`~latpred.predictors.LatencyPredictor` with other settings;
+the nn-Meter-feature one re-keys the op rows by nn-Meter's kernel types and describes them by its
+feature vectors (the estimator's ``encode``/``feature_names``), with the same MSPE fits, overhead
+term and fallback."""
 from __future__ import annotations
 
 import hashlib
@@ -37,56 +38,35 @@ VARIANTS = {
 }
 
 
-class NnMeterFeatures:
-    """Ablation only: our method on nn-Meter's kernel types and feature vectors instead of Table 3
-    (see the module docstring); same interface as ``common.Ours``."""
+def nnmeter_features_predictor(method: str, quick: bool):
+    """Ablation only: our estimator on nn-Meter's kernel types and feature vectors instead of
+    Table 3 (see the module docstring); everything else — MSPE fits, overhead term, fallback —
+    is the library's own."""
+    from latpred.predictors import LatencyPredictor
 
-    def __init__(self, method: str, *, quick: bool = False, seed: int = 0):
-        self.method, self.quick, self.seed = method, quick, seed
-        self.models: dict = {}
+    class NnMeterFeatures(LatencyPredictor):
+        def encode(self, ops: pd.DataFrame) -> pd.DataFrame:
+            from latpred.baselines.nnmeter import kernel_type, nnmeter_features
+            kernels = np.array([kernel_type(k, t) for k, t in zip(ops["category"], ops["op_type"])],
+                               dtype=object)
+            out = ops.assign(category=kernels)
+            widths = self.__dict__.setdefault("_widths", {})
+            for k in sorted(set(kernels)):
+                rows = kernels == k
+                X = nnmeter_features(ops[rows], k)
+                widths[k] = X.shape[1]
+                for i in range(X.shape[1]):
+                    if f"nnmeter_{i}" not in out.columns:
+                        out[f"nnmeter_{i}"] = np.nan
+                    out.loc[rows, f"nnmeter_{i}"] = X[:, i]
+            return out
 
-    @staticmethod
-    def _kernels(ops: pd.DataFrame) -> np.ndarray:
-        from latpred.baselines.nnmeter import kernel_type
-        return np.array([kernel_type(k, t) for k, t in zip(ops["category"], ops["op_type"])],
-                        dtype=object)
+        def feature_names(self, category: str) -> tuple[str, ...]:
+            return tuple(f"nnmeter_{i}" for i in range(self._widths[category]))
 
-    def fit(self, train_ops: pd.DataFrame) -> "NnMeterFeatures":
-        from latpred.baselines.nnmeter import nnmeter_features
-        from latpred.predictors.methods import fit_category
-        from latpred.predictors.train import MIN_SAMPLES, fit_fallback, fit_overhead
-        self.overhead_ms, self.overhead_share, _ = fit_overhead(train_ops)
-        self.fallback = fit_fallback(train_ops)
-        lat = train_ops["latency_ms"].to_numpy(np.float64)
-        usable = train_ops[np.isfinite(lat) & (lat > 0)]
-        kernels = self._kernels(usable)
-        y_all = usable["latency_ms"].to_numpy(np.float64)
-        grid = c.QUICK_GRIDS[self.method] if self.quick else None
-        for k in sorted(set(kernels)):
-            rows = kernels == k
-            if rows.sum() >= max(MIN_SAMPLES, 2):
-                self.models[k] = fit_category(self.method, k, (), nnmeter_features(usable[rows], k),
-                                              y_all[rows], grid=grid, seed=self.seed)
-        return self
-
-    def predict_ops(self, ops: pd.DataFrame) -> np.ndarray:
-        from latpred.baselines.nnmeter import nnmeter_features
-        from latpred.predictors.train import element_count
-        # the library's fallback (latency per element moved) for kernels without a model
-        size = element_count(ops)
-        fb = self.fallback
-        out = np.where(np.isfinite(size) & (fb.ms_per_element > 0), fb.ms_per_element * size,
-                       fb.constant_ms)
-        kernels = self._kernels(ops)
-        for k in set(kernels) & set(self.models):
-            rows = kernels == k
-            out[rows] = self.models[k].predict(nnmeter_features(ops[rows], k))
-        return out
-
-    def predict_models(self, ops: pd.DataFrame) -> pd.Series:
-        from latpred.baselines import sum_by_model
-        ops_ms = sum_by_model(ops, self.predict_ops(ops))
-        return ops_ms + self.overhead_ms + self.overhead_share * ops_ms
+    # nn-Meter's kernels have no CPU kernel features or linear base; every measured op counts
+    return NnMeterFeatures(method, grids={method: c.QUICK_GRIDS[method]} if quick else None,
+                           kernel_features=False, linear_base=False, min_latency_ms=0.0)
 
 
 def fit_variant(out, scen: str, method: str, tr: pd.DataFrame, quick: bool, kw: dict):
@@ -94,7 +74,7 @@ def fit_variant(out, scen: str, method: str, tr: pd.DataFrame, quick: bool, kw: 
         # keyed by the library's code and this file's, like ``fit_ours``: a stale fit is not reused
         return c.fit_cached(out, f"ablation-nnmeter-features|{c._CODE_HASH}|{_THIS_FILE_HASH}|"
                                  f"{scen}|{method}|{quick}",
-                            lambda: NnMeterFeatures(method, quick=quick), tr)
+                            lambda: nnmeter_features_predictor(method, quick), tr)
     return c.fit_ours(out, scen, method, tr, quick, **kw)
 
 

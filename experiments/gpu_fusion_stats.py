@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tqdm import tqdm  # noqa: E402
 
+from latpred.fileio import atomic_write_bytes  # noqa: E402
 from latpred.gpu import deduce_kernels  # noqa: E402
 from latpred.readers import read_model  # noqa: E402
 
@@ -46,9 +47,7 @@ def build_keras_apps(names: list[str]) -> list[Path]:
             model = getattr(keras.applications, name)(weights=None, input_tensor=inp)
             data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
             out = CACHE / f"{name.lower()}_b1.tflite"
-            tmp = out.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, out)
+            atomic_write_bytes(out, data)
             keras.backend.clear_session()
     for n in names:
         paths.append(CACHE / f"{n.lower()}_b1.tflite")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 import traceback
 import warnings
@@ -24,6 +23,7 @@ import exp_hardware  # noqa: E402
 import exp_in_distribution  # noqa: E402
 import exp_overhead_noise  # noqa: E402
 import exp_training_size  # noqa: E402
+from latpred.fileio import atomic_write_text  # noqa: E402  (common put the repo on sys.path)
 
 EXPERIMENTS = (exp_in_distribution, exp_dataset_shift, exp_training_size, exp_hardware,
                exp_overhead_noise, exp_baselines, exp_ablation)
@@ -67,10 +67,7 @@ def write_readme(out: Path, data: c.Data, quick: bool, readme_path: Path,
     for exp in EXPERIMENTS:
         parts.append(exp.readme(out).replace("(results/", f"({rel}/"))
     text = "\n".join(p for p in parts if p)
-    fd, tmp = tempfile.mkstemp(dir=readme_path.parent, suffix=".md.tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, readme_path)
+    atomic_write_text(readme_path, text)
 
 
 def main(argv=None) -> int:

@@ -8,17 +8,20 @@ on every resume unless asked.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
-import tempfile
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
+from .devices import HostCpu
 from .errors import LatpredError
 from .features import ALL_FEATURES
+from .fileio import atomic_path
+from .scenario import Scenario
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -185,6 +188,36 @@ class ProfileStore:
         return [r[0] for r in self.conn.execute(
             "SELECT DISTINCT scenario FROM models WHERE status = 'ok' ORDER BY scenario")]
 
+    def scenario_cpus(self, scenario: str) -> list[HostCpu]:
+        """The distinct host CPUs the measured models of ``scenario`` record."""
+        seen: dict[HostCpu, None] = {}
+        for (machine,) in self.conn.execute(
+                "SELECT DISTINCT machine FROM models WHERE scenario = ? AND status = 'ok'",
+                (scenario,)):
+            cpu = HostCpu.from_facts(json.loads(machine or "{}"))
+            if cpu is not None:
+                seen.setdefault(cpu, None)
+        return list(seen)
+
+    def scenario(self, scenario_id: str) -> Scenario:
+        """The :class:`~latpred.scenario.Scenario` of a stored id, with the host CPU its rows
+        were measured on (None when they do not say); rows of two known, different CPUs in one
+        scenario are an error: they must not feed one predictor."""
+        scenario = Scenario.parse(scenario_id)
+        cpus = self.scenario_cpus(scenario.id) if scenario.is_host else []
+        for other in cpus[1:]:
+            if other.differs_from(cpus[0]):
+                raise LatpredError(f"{self.path}: scenario {scenario.id} mixes measurements of "
+                                   f"two CPUs ({cpus[0]}; {other}); split them into two stores")
+        return scenario.with_cpu(cpus[0] if cpus else None)
+
+    def check_cpu(self, scenario_id: str, cpu: HostCpu) -> None:
+        """Refuse to add ``cpu``'s measurements to a scenario measured on another CPU."""
+        for known in self.scenario_cpus(scenario_id):
+            if known.differs_from(cpu):
+                raise LatpredError(f"{self.path}: scenario {scenario_id} was measured on {known}, "
+                                   f"this machine is {cpu}; profile into a new store")
+
     def models(self, scenario: str | None = None) -> pd.DataFrame:
         """One row per stored model (failures included) with its machine facts as columns."""
         sql = ("SELECT model, model_hash, scenario, e2e_ms, e2e_cv, e2e_runs, n_ops, status, reason,"
@@ -244,20 +277,11 @@ class ProfileStore:
             raise LatpredError(f"scenario {scenario!r} not in {self.path} "
                                f"(has: {', '.join(self.scenarios()) or 'none'})")
         df = self.frame(scenario)
-        folder = os.path.dirname(os.path.abspath(out))
-        if not os.path.isdir(folder):
-            raise LatpredError(f"{out}: folder {folder} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=kind, dir=folder)
-        os.close(fd)
-        try:
+        with atomic_path(out, suffix=kind) as tmp:
             if kind == ".csv":
                 df.to_csv(tmp, index=False)
             else:
                 df.to_parquet(tmp, index=False)
-            os.replace(tmp, out)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return len(df)
 
     def import_csv(self, csv_path: str | os.PathLike, scenario: str,
@@ -336,12 +360,9 @@ def combine_stores(inputs: list[str | os.PathLike], out: str | os.PathLike,
                 ops = st.conn.execute("SELECT * FROM ops WHERE model_id = ? ORDER BY op_index",
                                       (m["id"],)).fetchall()
                 by_key.setdefault(key, []).append((m, ops))
-        folder = os.path.dirname(os.path.abspath(out))
-        fd, tmp = tempfile.mkstemp(prefix=".combine-", suffix=".sqlite", dir=folder)
-        os.close(fd)
-        os.unlink(tmp)
         counts = {"models": 0, "ops": 0, "fewer_passes": 0}
-        try:
+        # SQLite takes the helper's empty temporary file as an empty database
+        with atomic_path(out, suffix=".sqlite") as tmp, _sqlite_sidecars_removed(tmp):
             dst = ProfileStore(tmp)
             for key in order:
                 measured = by_key.get(key)
@@ -381,15 +402,21 @@ def combine_stores(inputs: list[str | os.PathLike], out: str | os.PathLike,
             dst.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             dst.conn.execute("PRAGMA journal_mode = DELETE")
             dst.close()
-            os.replace(tmp, out)
-        finally:
-            for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
-                if os.path.exists(leftover):
-                    os.unlink(leftover)
         return counts
     finally:
         for st in passes:
             st.close()
+
+
+@contextlib.contextmanager
+def _sqlite_sidecars_removed(path: str) -> Iterator[None]:
+    """Remove the WAL journal files of a store at ``path`` that a failed write leaves behind."""
+    try:
+        yield
+    finally:
+        for leftover in (path + "-wal", path + "-shm"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
 
 
 def _nanmedian(values) -> float | None:

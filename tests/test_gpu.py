@@ -89,12 +89,19 @@ def graphs(models):
 # ---- rules and catalog ---------------------------------------------------------------------------
 def test_catalog_resolves_table1_gpus_and_aliases():
     fam = {g: resolve_gpu(g).family for g in
-           ["adreno640", "adreno616", "mali-g76", "powervr-ge8320", "apple-a12", "apple-a10"]}
-    assert fam == {"adreno640": "adreno6xx", "adreno616": "adreno6xx", "mali-g76": "mali",
-                   "powervr-ge8320": "powervr", "apple-a12": "apple", "apple-a10": "apple"}
+           ["adreno640", "adreno616", "adreno630", "adreno612", "mali-g76", "powervr-ge8320",
+            "apple-a12", "apple-a10"]}
+    assert fam == {"adreno640": "adreno6xx", "adreno616": "adreno6xx", "adreno630": "adreno6xx",
+                   "adreno612": "adreno6xx", "mali-g76": "mali", "powervr-ge8320": "powervr",
+                   "apple-a12": "apple", "apple-a10": "apple"}
+    assert resolve_gpu("apple-a10").api == "metal" and resolve_gpu("Mali G76").name == "mali-g76"
+    # Phones resolve through the device catalog, by key, name or SoC.
     assert resolve_gpu("pixel4").name == "adreno640"
     assert resolve_gpu("Galaxy_S10").name == "mali-g76"
-    with pytest.raises(LatpredError, match="unknown GPU"):
+    assert resolve_gpu("Xiaomi Mi 8 SE").name == resolve_gpu("snapdragon710").name == "adreno616"
+    assert (resolve_gpu("adreno6xx").name, resolve_gpu("generic").family) == ("adreno6xx", "generic")
+    with pytest.raises(LatpredError, match="unknown GPU 'geforce'; known GPUs: adreno612, .*"
+                                           "phones: pixel4, .*families: adreno, "):
         resolve_gpu("geforce")
     with pytest.raises(LatpredError, match="no kernel rules for TFLite version '1.0'"):
         load_rules("1.0")
@@ -232,6 +239,11 @@ def test_cli_json_and_errors(models):
     for bad in (["--gpu", "nope"], ["--gpu", "mali-g76", "--tflite-version", "9.9"]):
         r = _cli("kernels", str(models["grouped"]), *bad)
         assert r.returncode == 2 and r.stderr.startswith("latpred: ") and "Traceback" not in r.stderr
+    r = _cli("kernels", str(models["grouped"]), "--gpu", "nope")
+    assert r.stderr.count("\n") == 1 and "adreno640" in r.stderr and "galaxys10" in r.stderr
+    # A chip outside Table 1, of the same family as pixel4's, gets the same kernels.
+    a630 = json.loads(_cli("kernels", str(models["conv_act_add"]), "--gpu", "adreno630", "--json").stdout)
+    assert a630["family"] == "adreno6xx" and a630["kernels"] == d["kernels"]
 
 
 # ---- GPU predictors: SYNTHETIC data only (tests the training path; never an accuracy figure) ------

@@ -18,7 +18,7 @@ from latpred.errors import LatpredError
 from latpred.features import ALL_FEATURES
 from latpred.profiling import profile_models
 from latpred.profiling.adb import AdbBackend, parse_benchmark_output
-from latpred.devices import core_config, device_keys, get_device
+from latpred.devices import core_config, device_keys, get_device, get_gpu, gpu_keys
 from latpred.profiling.isolate import isolate_ops, load_model
 from latpred.profiling.litert import HostWorker, run_count
 from latpred.scenario import Scenario, parse_scenario
@@ -468,6 +468,9 @@ def test_device_catalog_has_table1_and_core_configs():
     gpus = {get_device(k).gpu for k in device_keys() if k != "host"}
     assert gpus == {"adreno640", "adreno616", "mali-g76", "powervr-ge8320", "apple-a12",
                     "apple-a10"}
+    assert gpus <= set(gpu_keys())                        # every phone's GPU is a catalogued chip
+    assert get_device("galaxys10").gpu_name == get_gpu("mali-g76").title == "ARM Mali-G76 MP12"
+    assert get_device("host").gpu is None
     pixel = get_device("pixel4")
     assert {c: v.cores for c, v in pixel.clusters.items()} == {"L": 1, "M": 3, "S": 4}
     assert core_config(pixel, "1L3M").cpu_mask == "f0"

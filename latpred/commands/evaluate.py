@@ -28,10 +28,10 @@ def run(args) -> int:
     if not os.path.isfile(args.store):
         raise LatpredError(f"{args.store}: no such profile store")
     with ProfileStore(args.store, readonly=True) as store:
-        if predictor.scenario not in store.scenarios():
+        if predictor.bundle.scenario not in store.scenarios():
             raise LatpredError(f"{args.store} has no models of the bundle's scenario "
-                               f"{predictor.scenario} (has: {', '.join(store.scenarios()) or 'none'})")
-        frame = store.frame(predictor.scenario)
+                               f"{predictor.bundle.scenario} (has: {', '.join(store.scenarios()) or 'none'})")
+        frame = store.frame(predictor.bundle.scenario)
     result = evaluate(predictor, frame)
     if args.json:
         out = result.to_dict()

@@ -11,8 +11,8 @@ def register(subparsers) -> None:
                     "selection (Algorithm 3.2) for one GPU, without the device.")
     p.add_argument("model", help=".tflite model file")
     p.add_argument("--gpu", required=True,
-                   help="GPU name (adreno640, adreno616, mali-g76, powervr-ge8320, apple-a12, apple-a10), "
-                        "a phone alias (pixel4, ...) or a family (adreno6xx, mali, generic, ...)")
+                   help="GPU chip (adreno640, adreno616, mali-g76, powervr-ge8320, apple-a12, ...), "
+                        "a phone of the device catalog (pixel4, ...) or a family (adreno6xx, mali, generic, ...)")
     p.add_argument("--tflite-version", default=None, help="rule set to replay (default 2.10)")
     p.add_argument("--no-fusion", action="store_true", help="do not replay kernel fusion")
     p.add_argument("--no-selection", action="store_true", help="no Winograd selection: convs keep their category")

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
+
+log = logging.getLogger("latpred")
 
 
 def register(sub) -> None:
@@ -16,6 +19,9 @@ def register(sub) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL", help=".tflite or .onnx files")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--ops", action="store_true", help="table: also list every op")
+    p.add_argument("--gpu", metavar="GPU",
+                   help="GPU bundles: the GPU chip or phone whose kernel fusion and selection to "
+                        "replay, when the bundle's scenario does not name it")
     p.set_defaults(func=run)
 
 
@@ -23,12 +29,15 @@ def run(args) -> int:
     from ..predictors import load
 
     predictor = load(args.bundle)
+    if args.gpu:
+        predictor.gpu = args.gpu
+    warn_other_cpu(predictor)
     preds = predictor.predict_many(args.models)
     if args.json:
         json.dump([p.to_dict() for p in preds], sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
-    print(f"{predictor.method} predictor for {predictor.scenario} "
+    print(f"{predictor.bundle.method} predictor for {predictor.bundle.scenario} "
           f"({predictor.bundle.describe_overhead()})")
     width = max(12, *(len(p.model) for p in preds))
     print(f"{'model':<{width}}  {'latency ms':>11}  {'ops':>5}  {'fallback ops':>12}")
@@ -41,3 +50,15 @@ def run(args) -> int:
                 print(f"    {row.index:>4}  {row.type:<22} {row.category:<16}"
                       f"{row.latency_ms:>11.4f}{mark}")
     return 0
+
+
+def warn_other_cpu(predictor) -> None:
+    """A host bundle predicts the CPU it was measured on: say so when that is not this one."""
+    from ..devices import HostCpu, this_cpu
+    if not predictor.scenario_.is_host:
+        return
+    measured = HostCpu.from_facts(predictor.bundle.training.get("measured_on"))
+    here = this_cpu()
+    if measured is not None and measured.differs_from(here):
+        log.warning("this bundle was measured on %s, this machine is %s: its latencies are "
+                    "those of the other CPU", measured, here)

@@ -69,11 +69,13 @@ def bundle_paths(out: str, methods: tuple[str, ...], all_methods: bool) -> dict[
 
 
 def run(args) -> int:
-    from ..predictors import MIN_SAMPLES, read_model_list, save_bundle, train_bundle
+    from ..predictors import LatencyPredictor, MIN_SAMPLES, read_model_list, select_models
     from ..store import ProfileStore
 
     if not os.path.isfile(args.store):
         raise LatpredError(f"{args.store}: no such profile store")
+    if args.jobs < 1:
+        raise LatpredError(f"--jobs must be >= 1, got {args.jobs}")
     all_methods = args.method == "all"
     methods = METHODS if all_methods else (args.method,)
     paths = bundle_paths(args.out, methods, all_methods)
@@ -85,31 +87,35 @@ def run(args) -> int:
                                f"({', '.join(scenarios)})")
         if not scenarios:
             raise LatpredError(f"{args.store}: no measured models to train on")
-        scenario = args.scenario or scenarios[0]
-        if scenario not in scenarios:
-            raise LatpredError(f"scenario {scenario!r} not in {args.store} "
+        scenario_id = args.scenario or scenarios[0]
+        if scenario_id not in scenarios:
+            raise LatpredError(f"scenario {scenario_id!r} not in {args.store} "
                                f"(has: {', '.join(scenarios)})")
-        frame = store.frame(scenario)
-        models = store.models(scenario)
+        scenario = store.scenario(scenario_id)
+        frame = store.frame(scenario_id)
+        models = store.models(scenario_id)
         models = models[models["status"] == "ok"]
+    if train_models is not None:
+        frame = select_models(frame, train_models)
     measured_on = {}
     if len(models):
         first = models.iloc[0].to_dict()
         measured_on = {k: first[k] for k in ("device", "backend", "core_config", "threads",
-                                             "runtime_version", "cpu_model", "logical_cpus")
+                                             "runtime_version", "cpu_model", "cpu_isa",
+                                             "cpu_family", "cpu_model_number", "logical_cpus")
                        if k in first and first[k] == first[k]}
     for method, path in paths.items():
         t0 = time.perf_counter()
-        bundle = train_bundle(frame, method, scenario, train_models=train_models,
-                              full_grid=args.full_grid,
-                              min_samples=MIN_SAMPLES if args.min_samples is None
-                              else args.min_samples,
-                              seed=args.seed, n_jobs=max(1, args.jobs), progress=not args.quiet,
-                              measured_on=measured_on, overhead=args.overhead,
-                              kernel_features=False if args.table3_only else None,
-                              work_target=args.work_target,
-                              linear_base=False if args.no_linear_base else None)
-        save_bundle(bundle, path)
+        estimator = LatencyPredictor(
+            method, scenario, full_grid=args.full_grid,
+            min_samples=MIN_SAMPLES if args.min_samples is None else args.min_samples,
+            seed=args.seed, n_jobs=args.jobs, progress=not args.quiet,
+            measured_on=measured_on, overhead=args.overhead,
+            kernel_features=False if args.table3_only else None,
+            work_target=args.work_target,
+            linear_base=False if args.no_linear_base else None).fit(frame)
+        estimator.save(path)
+        bundle = estimator.bundle_
         t = bundle.training
         fb = t["fallback_categories"]
         print(f"{method}: {t['n_models']} models, {sum(t['n_ops'].values())} ops, "

@@ -19,8 +19,8 @@ left alone (the output must still be written).
 """
 from __future__ import annotations
 
-from ..errors import LatpredError
 from ..ir import ModelGraph, Op
+from ..scenario import Scenario
 
 FOLDING_RUNTIMES = ("litert", "tflite")
 _PAD_TYPES = ("PAD", "PADV2")
@@ -28,17 +28,12 @@ _CONV_TYPES = ("CONV_2D", "DEPTHWISE_CONV_2D")
 _POOL_TYPES = ("AVERAGE_POOL_2D", "MAX_POOL_2D")
 
 
-def runtime_folds(scenario: str) -> bool:
+def runtime_folds(scenario: Scenario) -> bool:
     """Whether a scenario's runtime folds PADs into convolutions: TFLite/LiteRT on a CPU (XNNPACK).
 
     GPU scenarios predict kernels after their own fusion (:mod:`latpred.gpu`); ONNX Runtime is not
     covered."""
-    from ..scenario import parse_scenario
-    try:
-        sc = parse_scenario(scenario)
-    except LatpredError:
-        return False
-    return not sc.is_gpu and sc.runtime in FOLDING_RUNTIMES
+    return not scenario.is_gpu and scenario.runtime in FOLDING_RUNTIMES
 
 
 def _zero_pad_value(op: Op) -> bool:

@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import categories as C
+from ..scenario import Scenario
 
 TILE_CANDIDATES = (8, 16, 32)
 UNIPASS_MAX_TAPS = 25
@@ -112,11 +113,6 @@ def kernel_candidates(category: str) -> list[KernelFeatures | None]:
     return [None]
 
 
-def uses_cpu_kernels(scenario: str) -> bool:
+def uses_cpu_kernels(scenario: Scenario) -> bool:
     """CPU scenarios get kernel features; GPU ones predict kernels with their own features."""
-    from ..errors import LatpredError
-    from ..scenario import parse_scenario
-    try:
-        return not parse_scenario(scenario).is_gpu
-    except LatpredError:
-        return True  # an id outside the catalog (e.g. tests' frames): treated as a CPU
+    return not scenario.is_gpu

@@ -4,7 +4,7 @@ The GPU delegate first rewrites the TFLite graph into its own graph (a fused act
 etc. becomes a separate RELU/TANH/SIGMOID node; some graph transformations absorb PAD and constant
 ADD/MUL into convolutions), then ``MergeNodes`` links element-wise nodes into their producer.
 We rebuild that delegate graph from the IR (:func:`build_nodes`) and replay ``MergeNodes``
-(:func:`merge_nodes`). Each value comes from kernels_rules/tflite-<version>/fusion.json.
+(:func:`merge_nodes`). Each value comes from latpred/kernels_rules/tflite-<version>/fusion.json.
 """
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def merge_nodes(nodes: list[DelegateNode], ready_inputs: set[TensorKey]) -> list
     """Replay of the delegate's MergeNodes: link a node's single consumer into it when that consumer
     is linkable, reads the tensor as its first input, has one output and all its inputs are ready.
 
-    Differences from the paper's pseudo-code (see kernels_rules/README.md): only *later* nodes are
+    Differences from the paper's pseudo-code (see latpred/kernels_rules/README.md): only *later* nodes are
     searched; every input of the consumer must be ready (not only the first); a tensor read twice by
     the same consumer counts as two consumers; the merged node is examined again, so chains link."""
     nodes = [DelegateNode(list(n.ops), n.main_op, n.type, list(n.inputs), list(n.outputs), n.linkable,

@@ -26,36 +26,18 @@ class GpuPrediction:
         return out
 
 
-def _overhead(predictor, scenario: str | None, kernels_ms: float) -> float:
-    bundle = getattr(predictor, "bundle", None)
-    if hasattr(bundle, "overhead_for"):   # a latpred Predictor: its overhead may grow with Σ
-        return float(bundle.overhead_for(kernels_ms))
-    for name in ("overhead_ms", "overhead"):
-        v = getattr(predictor, name, None)
-        if callable(v):
-            try:
-                return float(v(scenario)) if scenario is not None else float(v())
-            except TypeError:
-                continue
-        if isinstance(v, dict):
-            return float(v.get(scenario, 0.0))
-        if v is not None:
-            return float(v)
-    return 0.0
-
-
 def predict_gpu(predictor, graph: ModelGraph, gpu, tflite_version: str = DEFAULT_TFLITE_VERSION,
-                fusion: bool = True, selection: bool = True, scenario: str | None = None,
+                fusion: bool = True, selection: bool = True,
                 overhead_ms: float | None = None) -> GpuPrediction:
     """Predict a model's latency on ``gpu`` with a predictor trained on kernel-level GPU rows.
 
-    ``predictor.predict_rows(rows)`` gets (category, features) rows, one per deduced kernel.
-    The overhead is ``overhead_ms`` when given, else the predictor's own (``overhead_ms``)."""
+    ``predictor`` (a :class:`latpred.predictors.Predictor`) gets (category, features) rows, one
+    per deduced kernel. The overhead is ``overhead_ms`` when given, else the bundle's own."""
     kg = deduce_kernels(graph, gpu, tflite_version=tflite_version, fusion=fusion, selection=selection)
     rows = kernel_feature_rows(graph, kg)
     preds = [float(x) for x in predictor.predict_rows(rows)] if rows else []
     over = float(overhead_ms) if overhead_ms is not None else \
-        _overhead(predictor, scenario, sum(preds))
+        float(predictor.bundle.overhead_for(sum(preds)))
     return GpuPrediction(e2e_ms=sum(preds) + over, kernels_ms=preds, overhead_ms=over, kernel_graph=kg,
                          cpu_fallback_ops=list(kg.cpu_fallback_ops))
 

@@ -1,26 +1,29 @@
-"""Rule sets kept as data in ``kernels_rules/``: one folder per TFLite version, plus the GPU catalog.
+"""Rule sets kept as package data in ``latpred/kernels_rules/``, one folder per TFLite version. GPUs
+(chip -> family) come from the device catalog, :mod:`latpred.devices`.
 
 A rule set is what the TFLite GPU delegate of that version does when it fuses operations and picks
 convolution kernels; the Python passes (fusion.py, selection.py) only read these values."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from importlib import resources
 
+from ..devices import GpuSpec
+from ..devices import get_gpu as resolve_gpu
+from ..devices import gpu_keys as known_gpus
 from ..errors import LatpredError
 
+__all__ = ["DEFAULT_TFLITE_VERSION", "GpuSpec", "RuleSet", "available_versions", "known_gpus",
+           "load_rules", "resolve_gpu"]
+
 DEFAULT_TFLITE_VERSION = "2.10"
-RULES_DIR = Path(os.environ.get("LATPRED_KERNELS_RULES", Path(__file__).resolve().parents[2] / "kernels_rules"))
 
 
-@dataclass(frozen=True)
-class GpuSpec:
-    name: str          # catalog key, e.g. 'mali-g76', or a bare family name
-    family: str        # adreno, adreno6xx, mali, powervr, apple, amd, generic
-    api: str
+def _rules_dir():
+    # Package data: found the same way in a checkout, an editable and a wheel install.
+    return resources.files("latpred").joinpath("kernels_rules")
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,9 @@ class RuleSet:
         return table.get(family, table["generic"])
 
 
-def _load_json(path: Path) -> dict:
+def _load_json(path) -> dict:
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise LatpredError(f"kernel rules file missing: {path}") from None
     except json.JSONDecodeError as exc:
@@ -54,9 +56,10 @@ def _load_json(path: Path) -> dict:
 
 
 def available_versions() -> list[str]:
-    if not RULES_DIR.is_dir():
+    root = _rules_dir()
+    if not root.is_dir():
         return []
-    return sorted(p.name[len("tflite-"):] for p in RULES_DIR.iterdir()
+    return sorted(p.name[len("tflite-"):] for p in root.iterdir()
                   if p.is_dir() and p.name.startswith("tflite-"))
 
 
@@ -66,40 +69,10 @@ def load_rules(tflite_version: str = DEFAULT_TFLITE_VERSION) -> RuleSet:
     version = str(tflite_version).strip()
     if version.startswith("v"):
         version = version[1:]
-    folder = RULES_DIR / f"tflite-{version}"
+    folder = _rules_dir().joinpath(f"tflite-{version}")
     if not folder.is_dir():
         have = ", ".join(available_versions()) or "none"
         raise LatpredError(f"no kernel rules for TFLite version {tflite_version!r} (available: {have})")
     return RuleSet(version=version, fusion=_load_json(folder / "fusion.json"),
                    selection=_load_json(folder / "selection.json"),
                    support=_load_json(folder / "gpu_support.json"))
-
-
-@lru_cache(maxsize=None)
-def _catalog() -> dict:
-    return _load_json(RULES_DIR / "gpus.json")
-
-
-def known_gpus() -> list[str]:
-    return sorted(_catalog()["gpus"])
-
-
-def resolve_gpu(name: str) -> GpuSpec:
-    """Catalog name (``mali-g76``), phone alias (``pixel4``) or bare family (``adreno6xx``)."""
-    if isinstance(name, GpuSpec):
-        return name
-    key = str(name).strip().lower().replace("_", "-").replace(" ", "-")
-    cat = _catalog()
-    gpus = cat["gpus"]
-    if key in gpus:
-        g = gpus[key]
-        return GpuSpec(key, g["family"], g.get("api", "opencl"))
-    squash = key.replace("-", "")
-    for gname, g in gpus.items():
-        if squash in {a.replace("-", "") for a in [gname, *g.get("aliases", ())]}:
-            return GpuSpec(gname, g["family"], g.get("api", "opencl"))
-    families = {k for k in cat.get("generic_families", {}) if not k.startswith("_")}
-    if key in families:
-        return GpuSpec(key, key, "metal" if key == "apple" else "opencl")
-    raise LatpredError(f"unknown GPU {name!r}; known: {', '.join(known_gpus())} "
-                       f"(or a family: {', '.join(sorted(families))})")

@@ -1,6 +1,6 @@
 """Convolution kernel selection (paper Algorithm 3.2), replaying TFLite's GPU delegate.
 
-Sources (v2.10-era, cited per value in kernels_rules/tflite-2.10/selection.json):
+Sources (v2.10-era, cited per value in latpred/kernels_rules/tflite-2.10/selection.json):
 operation_selector.cc (case CONVOLUTION_2D, IsRecommendedForWinograd4x4To6x6) and
 winograd_util.cc (IsSuitableForWinograd4x4To6x6)."""
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """PNG plots of the decision metrics (matplotlib, Agg backend: no display needed).
 
-Each function writes ``path`` atomically (tmp file + os.replace) and returns it."""
+Each function writes ``path`` atomically (``latpred.fileio``) and returns it."""
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 import pandas as pd
 
+from ..fileio import atomic_path
 from .frm import pareto_front
 
 
@@ -20,19 +20,14 @@ def _figure(width: float = 6.4, height: float = 4.8):
 
 
 def save_figure(fig, path: str | os.PathLike) -> str:
-    """Write a matplotlib figure as PNG atomically (tmp file + rename) and close it."""
+    """Write a matplotlib figure as PNG atomically and close it."""
     import matplotlib.pyplot as plt
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

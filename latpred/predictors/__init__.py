@@ -1,20 +1,21 @@
-"""Per-category latency predictors (paper §4.2): train, bundle, predict, evaluate.
+"""Per-category latency predictors (paper §4.2): one estimator, its bundle, prediction, evaluation.
 
     >>> import latpred
-    >>> p = latpred.load("host-gbdt.joblib")
-    >>> pred = p.predict("mobilenet.tflite")        # or a ModelGraph
-    >>> pred.latency_ms, pred.overhead_ms, pred.ops  # ops: index, type, category, latency_ms, fallback
+    >>> p = latpred.load("host-gbdt.latpred")        # a fitted LatencyPredictor
+    >>> pred = p.predict_many(["mobilenet.tflite"])[0]  # or ModelGraphs
+    >>> pred.latency_ms, pred.overhead_ms, pred.ops   # ops: index, type, category, latency_ms, fallback
 
-Training: :func:`train_bundle` on a ``ProfileStore.frame()``-shaped DataFrame, then
-:func:`save_bundle`. Methods and their search spaces: :mod:`latpred.predictors.methods`.
+Training: ``LatencyPredictor(method=...).fit(store.frame(scenario))``, then ``.save(path)``.
+Methods and their search spaces: :mod:`latpred.predictors.methods`.
 """
 from .bundle import BUNDLE_VERSION, Bundle, Fallback, load_bundle, save_bundle
+from .estimator import LatencyPredictor
 from .evaluate import Evaluation, evaluate
 from .methods import METHODS, CategoryModel, fit_category, mape, mspe
 from .predict import OpRow, Prediction, Predictor, load, op_rows
-from .train import MIN_SAMPLES, fit_overhead, read_model_list, train_bundle
+from .train import MIN_SAMPLES, fit_overhead, read_model_list, select_models
 
-__all__ = ["load", "Predictor", "Prediction", "OpRow", "op_rows", "train_bundle", "save_bundle",
-           "load_bundle", "Bundle", "Fallback", "evaluate", "Evaluation", "METHODS",
-           "CategoryModel", "fit_category", "mape", "mspe", "MIN_SAMPLES", "fit_overhead",
-           "read_model_list", "BUNDLE_VERSION"]
+__all__ = ["LatencyPredictor", "load", "Predictor", "Prediction", "OpRow", "op_rows",
+           "save_bundle", "load_bundle", "Bundle", "Fallback", "evaluate", "Evaluation",
+           "METHODS", "CategoryModel", "fit_category", "mape", "mspe", "MIN_SAMPLES",
+           "fit_overhead", "read_model_list", "select_models", "BUNDLE_VERSION"]

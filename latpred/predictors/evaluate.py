@@ -86,7 +86,7 @@ def frame_rows(rows: pd.DataFrame, predictor: Predictor) -> list[OpRow]:
 def evaluate(predictor: Predictor, frame: pd.DataFrame, *, models: Iterable[str] | None = None,
              exclude_training: bool = True) -> Evaluation:
     """Predict the models of ``frame`` (bundle's scenario, not in its training set) and score them."""
-    frame, scenario = select_scenario(frame, predictor.scenario)
+    frame, scenario = select_scenario(frame, predictor.bundle.scenario)
     if exclude_training:
         frame = held_out(frame, predictor)
     if models is not None:
@@ -120,7 +120,7 @@ def evaluate(predictor: Predictor, frame: pd.DataFrame, *, models: Iterable[str]
     ape = ((ok["predicted_ms"] - ok["measured_ms"]) / ok["measured_ms"]).abs()
     by_cat = ape.groupby(ok["category"])
     return Evaluation(
-        scenario=scenario, method=predictor.method, n_models=len(valid),
+        scenario=scenario, method=predictor.bundle.method, n_models=len(valid),
         e2e_mape=float(abs_err.mean()),
         within={b: float((abs_err <= b).mean()) for b in ACCURACY_BANDS},
         category_mape={str(c): float(v) for c, v in by_cat.mean().items()},

@@ -128,7 +128,8 @@ class CategoryModel:
     category: str
     features: tuple[str, ...]
     scaler: Standardizer
-    # lasso: dict(coef, intercept); mlp: dict(layers, y_scale); rf/gbdt: the fitted estimator
+    # lasso: dict(coef, intercept); mlp: dict(layers, y_scale); rf: trees.ArrayForest;
+    # gbdt: lightgbm.Booster
     estimator: Any
     params: dict[str, Any] = field(default_factory=dict)   # chosen hyper-parameters
     cv_mspe: float = float("nan")  # validation MSPE of the chosen hyper-parameters ('mspe' only)
@@ -231,100 +232,96 @@ def fit_category(method: str, category: str, features: tuple[str, ...], X: np.nd
                  grid: dict[str, list] | None = None, objective: str = "mspe",
                  kernels: Sequence[Any] = (None,),
                  op_types: Sequence[str] | None = None, work_target: bool = False,
-                 per_unit: str | None = None, base: CategoryModel | None = None) -> CategoryModel:
+                 base: CategoryModel | None = None) -> CategoryModel:
     """Standardise ``X`` and fit ``method`` on ``objective`` (the paper's MSPE by default, or plain
-    squared error 'mse' for ablations); ``grid`` overrides the search.
+    squared error 'mse' for ablations); ``grid`` overrides the hyper-parameter search.
 
-    ``kernels``: candidate kernel-feature sets (:class:`latpred.cpu.kernels.KernelFeatures`, None
-    for Table 3 alone); each is searched like a hyper-parameter, on the same folds, and the one with
-    the lowest validation loss is kept. ``op_types`` are the rows' op types (for those features).
-
-    ``work_target`` (MSPE only): also fit the latency per unit of work (:func:`work_column`) and
-    keep whichever of the two has the lower validation loss; ``per_unit`` fixes that column
-    (internal: one candidate of the search).
-
+    The search runs over candidates, each fitted on the same folds, and keeps the lowest
+    validation loss (:func:`search_candidates` lists them):
+    ``kernels``: kernel-feature sets (:class:`latpred.cpu.kernels.KernelFeatures`, None for
+    Table 3 alone; ``op_types`` are the rows' op types for those features);
+    ``work_target`` (MSPE only): the latency per unit of work (:func:`work_column`) beside the
+    latency itself;
     ``base`` (MSPE only): a fitted linear model of this category (see the module doc, linear
-    base). Each candidate above is searched once more on the ratio of latency to the base's
-    estimate, with that estimate as an extra input; the lowest validation loss wins."""
-    kernels = list(kernels) or [None]
-    common = dict(full_grid=full_grid, seed=seed, n_jobs=n_jobs, grid=grid, objective=objective)
-    if base is not None and objective == "mspe":
-        y = np.asarray(y, dtype=np.float64)
-        floor = float(np.min(y))
-        fits = [fit_category(method, category, features, X, y, kernels=kernels,
-                             op_types=op_types, work_target=work_target, **common),
-                _kernel_search(method, category, features, X, y, kernels, op_types,
-                               base=base, floor=floor, **common)]
-        best = min(fits, key=lambda m: m.cv_loss)
-        best.params = {**best.params, "base": base.method if best.base is not None else "none"}
-        best.fit_seconds = sum(m.fit_seconds for m in fits)
-        return best
-    if len(kernels) > 1 or kernels[0] is not None:
-        return _kernel_search(method, category, features, X, y, kernels, op_types,
-                              work_target=work_target, **common)
+    base): every kernel set once more on the ratio of latency to the base's estimate, with that
+    estimate as an extra input."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if len(X) != len(y) or len(y) < 2:
         raise ValueError(f"{category}: need at least 2 rows to fit, got {len(y)}")
     if np.any(~np.isfinite(y)) or np.any(y <= 0):
         raise ValueError(f"{category}: latencies must be finite and > 0 for a percentage loss")
-    column = work_column(features)
-    if work_target and per_unit is None and column is not None and objective == "mspe":
-        # Same objective either way (a percentage error does not change when target and
-        # prediction are divided by the same work), so the two compare on validation loss.
-        fits = [fit_category(method, category, features, X, y, full_grid=full_grid, seed=seed,
-                             n_jobs=n_jobs, grid=grid, objective=objective, per_unit=p)
-                for p in (None, column)]
-        best = min(fits, key=lambda m: m.cv_loss)
-        best.params = {**best.params, "per_unit": best.per_unit or "none"}
-        return best
-    target = y / work_units(X, features, per_unit) if per_unit else y
-    grid = grid or search_space(method, full_grid)
+    kernels = list(kernels) or [None]
+    base = base if objective == "mspe" else None
+    floor = float(np.min(y))
+    estimate = np.maximum(base.predict(X, op_types), floor) if base is not None else None
+    t0 = time.perf_counter()
+    best = None
+    for kernel, use_base, per_unit, recorded in search_candidates(
+            features, kernels, base is not None, work_target and objective == "mspe"):
+        Xk = X if kernel is None else kernel.expand(X, features, op_types)
+        names = tuple(features) + (() if kernel is None else kernel.names)
+        if use_base:
+            Xk, names = np.column_stack([Xk, estimate]), names + (BASE_COLUMN,)
+        if per_unit == "work":
+            per_unit = work_column(names)
+        m = _fit_one(method, category, names, Xk, y, full_grid=full_grid, seed=seed,
+                     n_jobs=n_jobs, grid=grid, objective=objective, per_unit=per_unit)
+        m.features, m.kernel = tuple(features), kernel
+        if use_base:
+            m.base, m.base_floor_ms = base, floor
+        if "kernel" in recorded:
+            m.params["kernel"] = "none" if kernel is None else kernel.describe()
+        if "per_unit" in recorded:
+            m.params["per_unit"] = per_unit or "none"
+        if "base" in recorded:
+            m.params["base"] = base.method if use_base else "none"
+        if best is None or m.cv_loss < best.cv_loss:
+            best = m
+    best.fit_seconds = time.perf_counter() - t0
+    return best
+
+
+def search_candidates(features: Sequence[str], kernels: list, with_base: bool,
+                      work_target: bool) -> list[tuple[Any, bool, str | None, tuple[str, ...]]]:
+    """(kernel set, on the base's ratio?, per-unit column, params to record) of every candidate
+    of a category's search, in the order ties are broken: plain before base, kernel sets in the
+    given order, latency before latency per unit of work. ``per_unit`` "work" stands for the
+    kernel set's :func:`work_column`."""
+    recorded = (("kernel",) if kernels != [None] else ()) + (("base",) if with_base else ())
+    out = []
+    for use_base in ((False, True) if with_base else (False,)):
+        for kernel in kernels:
+            names = tuple(features) + (() if kernel is None else kernel.names)
+            if use_base:
+                out.append((kernel, True, BASE_COLUMN, recorded + ("per_unit",)))
+            elif work_target and work_column(names) is not None:
+                out += [(kernel, False, p, recorded + ("per_unit",)) for p in (None, "work")]
+            else:
+                out.append((kernel, False, None, recorded))
+    return out
+
+
+def _fit_one(method: str, category: str, names: tuple[str, ...], X: np.ndarray, y: np.ndarray,
+             *, full_grid: bool, seed: int, n_jobs: int, grid: dict[str, list] | None,
+             objective: str, per_unit: str | None) -> CategoryModel:
+    """One candidate: standardise ``X`` (columns ``names``) and search ``method``'s grid."""
+    target = y / work_units(X, names, per_unit) if per_unit else y
     scaler = Standardizer.fit(X)
     Z = scaler.transform(X)
     t0 = time.perf_counter()
-    fitter = {"lasso": _fit_lasso, "rf": _fit_rf, "gbdt": _fit_gbdt, "mlp": _fit_mlp}.get(method)
-    if fitter is None:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    estimator, params, score = fitter(Z, target, grid, seed=seed, n_jobs=n_jobs,
-                                      percentage=objective == "mspe")
-    return CategoryModel(method=method, category=category, features=tuple(features), scaler=scaler,
-                         estimator=estimator, params=params,
+    fitter = {"lasso": _fit_lasso, "rf": _fit_rf, "gbdt": _fit_gbdt, "mlp": _fit_mlp}[method]
+    estimator, params, score = fitter(Z, target, grid or search_space(method, full_grid),
+                                      seed=seed, n_jobs=n_jobs, percentage=objective == "mspe")
+    return CategoryModel(method=method, category=category, features=tuple(names), scaler=scaler,
+                         estimator=estimator, params=dict(params),
                          cv_mspe=float(score) if objective == "mspe" else float("nan"),
                          n_train=len(y), fit_seconds=time.perf_counter() - t0,
                          objective=objective, cv_loss=float(score), per_unit=per_unit)
-
-
-def _kernel_search(method: str, category: str, features: tuple[str, ...], X: np.ndarray,
-                   y: np.ndarray, kernels: list, op_types: Sequence[str] | None, *,
-                   base: CategoryModel | None = None, floor: float = 0.0,
-                   **fit_kw) -> CategoryModel:
-    """One fit per kernel-feature candidate (None: Table 3 alone), on the same folds; with
-    ``base``, each fits the ratio of latency to the base's estimate (raised to ``floor``), which is
-    also its last input. The lowest validation loss is kept."""
-    t0 = time.perf_counter()
-    estimate = np.maximum(base.predict(X, op_types), floor) if base is not None else None
-    fits = []
-    for kernel in kernels:
-        Xk = np.asarray(X, dtype=np.float64) if kernel is None \
-            else kernel.expand(X, features, op_types)
-        names = tuple(features) + (() if kernel is None else kernel.names)
-        if base is not None:
-            Xk, names = np.column_stack([Xk, estimate]), names + (BASE_COLUMN,)
-            fit_kw["per_unit"] = BASE_COLUMN
-        m = fit_category(method, category, names, Xk, y, **fit_kw)
-        m.features, m.kernel = tuple(features), kernel
-        if base is not None:
-            m.base, m.base_floor_ms = base, floor
-            m.params = {**m.params, "per_unit": BASE_COLUMN}
-        if kernels != [None]:
-            m.params = {**m.params, "kernel": "none" if kernel is None else kernel.describe()}
-        fits.append(m)
-    best = min(fits, key=lambda m: m.cv_loss)
-    best.fit_seconds = time.perf_counter() - t0
-    return best
 
 
 def _folds(n: int, seed: int):
@@ -402,6 +399,11 @@ class BootstrapForest:
     def predict(self, Z: np.ndarray) -> np.ndarray:
         return np.mean([t.predict(Z) for t in self.trees], axis=0)
 
+    def to_arrays(self):
+        """The fitted trees as numbers (:class:`latpred.predictors.trees.ArrayForest`)."""
+        from .trees import ArrayForest
+        return ArrayForest.from_sklearn(self.trees)
+
 
 def _fit_rf(Z, y, grid, *, seed, n_jobs, percentage=True):
     w = mspe_weights(y) if percentage else np.ones_like(y)
@@ -417,7 +419,8 @@ def _fit_rf(Z, y, grid, *, seed, n_jobs, percentage=True):
         if score < best[0]:
             best = (score, (n_est, mss))
     score, (n_est, mss) = best
-    rf = BootstrapForest(n_est, mss, seed).fit(Z, y, w)
+    # plain arrays from here on: the forest predicts the same trained and reloaded from a bundle
+    rf = BootstrapForest(n_est, mss, seed).fit(Z, y, w).to_arrays()
     return rf, {"n_estimators": int(n_est), "min_samples_split": int(mss)}, score
 
 

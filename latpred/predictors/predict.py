@@ -4,10 +4,10 @@ bundle's fixed term plus, for ``overhead='linear'`` bundles, a share of that sum
 
 Many models at once are predicted in one pass per category: every op row of every model is grouped
 by category, each category model predicts its whole matrix once, and the results are scattered
-back. Rows come from a ModelGraph through the bundle's row builder (:func:`op_rows` by default: one
-row per op with ``op_features``), or are given directly (e.g. GPU kernels after fusion and kernel
-selection, keyed by kernel type) to :meth:`Predictor.predict_rows` (per-row ms) or
-:meth:`Predictor.predict_rows_many` (whole-model Predictions).
+back. Rows come from a ModelGraph through :meth:`Predictor.rows_of` (one row per op with
+``op_features`` on a CPU; on a GPU scenario one row per kernel after the delegate's fusion and
+kernel selection, keyed by kernel type), or are given directly to :meth:`Predictor.predict_rows`
+(per-row ms) or :meth:`Predictor.predict_rows_many` (whole-model Predictions).
 
 Folded ops: where the bundle's runtime folds an op into the next one (``cpu_fusion`` in its training
 facts: TFLite/LiteRT on a CPU, see :mod:`latpred.cpu.fusion`), a row flagged ``folded`` costs 0 ms
@@ -21,19 +21,19 @@ breakdown marks those ops with ``fallback=True``.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import operator
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..errors import LatpredError
 from ..ir import ModelGraph
-from .bundle import Bundle, load_bundle
+from ..scenario import Scenario
+from .bundle import Bundle
 
 log = logging.getLogger("latpred")
 
@@ -124,7 +124,7 @@ class Predictor:
     def __init__(self, bundle: Bundle, path: str | None = None):
         self.bundle = bundle
         self.path = path
-        self._row_builder: Callable[[ModelGraph], list] | None = None
+        self.gpu: str | None = None       # GPU chip for GPU bundles whose scenario names none
         self._warned: set[str] = set()
 
     scenario = property(lambda self: self.bundle.scenario)
@@ -137,17 +137,24 @@ class Predictor:
         return f"Predictor({self.bundle.describe()})"
 
     # -- inputs -----------------------------------------------------------------------------------
-    @property
-    def row_builder(self) -> Callable[[ModelGraph], list]:
-        if self._row_builder is None:
-            spec = self.bundle.row_builder
-            try:
-                module, func = spec.split(":")
-                self._row_builder = getattr(importlib.import_module(module), func)
-            except (ValueError, ImportError, AttributeError):
-                raise LatpredError(f"bundle needs row builder {spec!r}, which this latpred "
-                                   f"lacks") from None
-        return self._row_builder
+    def rows_of(self, graph: ModelGraph) -> list[OpRow]:
+        """What the bundle's runtime executes, as rows to predict: on a GPU scenario the kernels
+        after the delegate's fusion and kernel selection (:mod:`latpred.gpu`), else one row per
+        op (:func:`op_rows`)."""
+        scenario = Scenario.parse(self.bundle.scenario)
+        if not scenario.is_gpu:
+            return op_rows(graph)
+        from ..gpu import deduce_kernels, kernel_feature_rows, resolve_gpu
+        gpu = getattr(self, "gpu", None) or scenario.gpu_chip or scenario.device
+        try:
+            spec = resolve_gpu(gpu)
+        except LatpredError as exc:
+            raise LatpredError(f"{self.bundle.scenario} is a GPU scenario whose GPU is not known "
+                               f"({exc}); name the GPU with --gpu") from None
+        kernels = deduce_kernels(graph, spec)
+        return [OpRow(k.main_op, k.kernel, category, feats)
+                for k, (category, feats) in zip(kernels.kernels,
+                                                kernel_feature_rows(graph, kernels))]
 
     def _graph(self, model: str | os.PathLike | ModelGraph) -> tuple[str, ModelGraph]:
         if isinstance(model, ModelGraph):
@@ -172,7 +179,7 @@ class Predictor:
         for m in it:
             name, graph = self._graph(m)
             names.append(name)
-            row_lists.append(self.row_builder(graph))
+            row_lists.append(self.rows_of(graph))
         return self.predict_rows_many(row_lists, names)
 
     def predict_rows(self, rows: Sequence[Any]) -> np.ndarray:
@@ -182,10 +189,6 @@ class Predictor:
         features)`` or a dict with ``category`` and ``features``; ``features`` holds at least the
         bundle's feature names for that category (missing names count as 0)."""
         return self.predict_rows_many([rows])[0].op_latency_ms
-
-    def predict_rows_model(self, rows: Sequence[Any], name: str = "rows") -> Prediction:
-        """Like :meth:`predict_rows`, as a whole-model Prediction (overhead added)."""
-        return self.predict_rows_many([rows], [name])[0]
 
     def predict_rows_many(self, row_lists: Sequence[Sequence[Any]],
                           names: Sequence[str] | None = None) -> list[Prediction]:
@@ -245,14 +248,17 @@ class Predictor:
         return out
 
     def _warn_fallback(self, fell_back: dict[str, int]) -> None:
-        new = {c: n for c, n in fell_back.items() if c not in self._warned}
+        warned = self.__dict__.setdefault("_warned", set())
+        new = {c: n for c, n in fell_back.items() if c not in warned}
         if new:
-            self._warned.update(new)
+            warned.update(new)
             cats = ", ".join(f"{c} ({n} ops)" for c, n in sorted(new.items()))
             log.warning("no trained %s model for %s in this bundle; predicted with the "
                         "latency-per-element fallback", self.bundle.method, cats)
 
 
-def load(path: str | os.PathLike) -> Predictor:
-    """Load a bundle file written by ``latpred train`` as a :class:`Predictor`."""
-    return Predictor(load_bundle(path), os.fspath(path))
+def load(path: str | os.PathLike):
+    """Load a bundle file written by ``latpred train`` as a fitted
+    :class:`~latpred.predictors.estimator.LatencyPredictor`."""
+    from .estimator import LatencyPredictor
+    return LatencyPredictor.load(path)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..errors import LatpredError
-from ..devices import HOST, CoreConfig, core_config, cpu_model, get_device
+from ..devices import HOST, CoreConfig, core_config, get_device, this_cpu
 from .litert import (DEFAULT_BUDGET_S, DEFAULT_RUNS, DEFAULT_TIMEOUT_S, DEFAULT_WARMUP, HostWorker,
                      WorkerError, litert_version)
 from ..scenario import Scenario, model_precision, parse_scenario
@@ -60,7 +60,7 @@ def machine_facts(device: str, backend: str, config: CoreConfig | None, runtime_
                              "threads": config.threads if config else None,
                              "runtime_version": runtime_version}
     if device == HOST:
-        facts.update(cpu_model=cpu_model(), logical_cpus=os.cpu_count(),
+        facts.update(**this_cpu().facts(), logical_cpus=os.cpu_count(),
                      pinned_cpus=",".join(str(c) for c in (config.cpu_ids or ())),
                      os=platform.platform(), python=platform.python_version())
     facts.update(extra or {})
@@ -143,6 +143,7 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     op_cvs: list[float] = []
     e2e_cvs: list[float] = []
     scen_seen: set[str] = set()
+    cpu_checked: set[str] = set()     # scenarios whose stored CPU matches this machine's
     t_start = time.monotonic()
     bar = None
     if progress:
@@ -168,6 +169,9 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
                 scen_seen.add(scen)
                 _tick(bar, summary)
                 continue
+            if dev.key == HOST and scen not in cpu_checked:
+                st.check_cpu(scen, this_cpu())
+                cpu_checked.add(scen)
             if graph is None:
                 st.add_failure(path, digest, scen, reason, facts)
                 summary.failed += 1

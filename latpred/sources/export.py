@@ -2,7 +2,7 @@
 ONNX (tf2onnx). TensorFlow and tf2onnx are imported inside functions only.
 
 File names in an output folder: ``<name>.tflite`` (fp32), ``<name>.int8.tflite``, ``<name>.onnx``
-(fp32), and ``<name>.json`` (the NAS spec). Files are written atomically (tmp + os.replace), and
+(fp32), and ``<name>.json`` (the NAS spec). Files are written atomically (``latpred.fileio``), and
 existing ones are not rebuilt, so a killed build resumes where it stopped.
 """
 from __future__ import annotations
@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import tempfile
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import LatpredError
+from ..fileio import atomic_write
 
 PRECISIONS = ("fp32", "int8")
 FORMATS = ("tflite", "onnx")
@@ -43,15 +43,9 @@ def artefact_path(out_dir, name: str, precision: str = "fp32", fmt: str = "tflit
 def atomic_write_bytes(path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644 & ~_UMASK)       # mkstemp makes 0600; model files are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+        os.fchmod(f.fileno(), 0o644 & ~_UMASK)   # the helper makes 0600; model files are for sharing
 
 
 def atomic_write_text(path, text: str) -> None:
