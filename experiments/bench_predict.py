@@ -1,4 +1,4 @@
-"""Speed of the predictors (issue 5 targets), measured on this machine.
+"""Speed of the predictors against their targets, measured on this machine.
 
 1. predict 1000 already-parsed architectures (target <= 1 s): ``Predictor.predict_many(graphs)``,
    which includes computing every op's features; also reported with features precomputed
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from latpred.fileio import atomic_write_text  # noqa: E402
-from latpred.predictors import load, op_rows, save_bundle, train_bundle  # noqa: E402
+from latpred.predictors import LatencyPredictor, load, op_rows  # noqa: E402
 from latpred.predictors.methods import METHODS  # noqa: E402
 from latpred.store import ProfileStore, iter_model_files  # noqa: E402
 from latpred.readers import read_model  # noqa: E402
@@ -101,8 +101,8 @@ def main() -> int:
         predictors = {}
         with tempfile.TemporaryDirectory() as tmp:
             for m in ("lasso", "gbdt"):
-                b = train_bundle(frame, m, args.scenario)
-                predictors[m] = load(save_bundle(b, os.path.join(tmp, f"{m}.joblib")))
+                path = os.path.join(tmp, f"{m}.latpred")
+                predictors[m] = load(LatencyPredictor(m, args.scenario).fit(frame).save(path))
 
     graphs = [read_model(f) for f in files]
     many = [graphs[i % len(graphs)] for i in range(args.n)]
@@ -134,7 +134,7 @@ def main() -> int:
                   "seconds": {}}
         for m in METHODS:
             t0 = time.perf_counter()
-            train_bundle(data, m, args.scenario, progress=False)
+            LatencyPredictor(m, args.scenario).fit(data)
             timing["seconds"][m] = time.perf_counter() - t0
             print(f"train {m}: {timing['seconds'][m]:.1f} s on {len(data)} rows ({label})",
                   flush=True)

@@ -1,4 +1,4 @@
-"""Collect the recorded host datasets (issue 4): synthetic NAS architectures and real-world CNNs,
+"""Collect the recorded host datasets: synthetic NAS architectures and real-world CNNs,
 profiled op-wise and end-to-end on this machine's CPU with LiteRT, into datasets/host/*.sqlite.
 
 Resumable at every step: model files that exist are not rebuilt, models already in the store are not

@@ -1,4 +1,4 @@
-"""Shared pieces of the evaluation (issue 7): loading recorded profiles, the train/test split, our
+"""Shared pieces of the evaluation: loading recorded profiles, the train/test split, our
 predictor as the paper defines it, metrics, caching and output files.
 
 Split (documented in experiments/README.md):
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from latpred import categories as C  # noqa: E402
+from latpred import categories  # noqa: E402
 from latpred.fileio import atomic_path, atomic_write, atomic_write_text  # noqa: E402
 
 DEFAULT_DATA = ROOT / "datasets" / "host"
@@ -202,7 +202,8 @@ def e2e_scores(predictor, ops: pd.DataFrame) -> dict[str, float]:
     return scores(true.to_numpy(), pred.to_numpy())
 
 
-CATEGORY_GROUPS = {"conv": (C.CONV2D, C.GROUPED_CONV2D), "depthwise": (C.DEPTHWISE_CONV2D,)}
+CATEGORY_GROUPS = {"conv": (categories.CONV2D, categories.GROUPED_CONV2D),
+                   "depthwise": (categories.DEPTHWISE_CONV2D,)}
 
 
 OP_LEVEL_NOTE = ("\n\nOp-level columns score the ops measured at or above the op timer's resolution "

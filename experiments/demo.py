@@ -55,8 +55,7 @@ def run(args) -> int:
     import numpy as np
     import pandas as pd
 
-    from latpred.predictors import load as load_bundle
-    from latpred.predictors.train import train_bundle
+    from latpred.predictors import LatencyPredictor
     from latpred.profiling import profile_models, profile_passes
     from latpred.store import ProfileStore
     from latpred.sources.export import build_files
@@ -98,6 +97,7 @@ def run(args) -> int:
     store = ProfileStore(str(store_path))
     (scenario,) = [s for s in store.scenarios() if "cpu1" in s or s.endswith("/1/fp32")][:1] or store.scenarios()[:1]
     frame = store.frame(scenario)
+    scenario_object = store.scenario(scenario)
     syn_names = {p.stem for p in syn_paths}
     train = frame[frame["model"].isin(syn_names)]
     print(f"  scenario {scenario}: {train['model'].nunique()} training architectures, {len(train)} op rows")
@@ -110,9 +110,9 @@ def run(args) -> int:
     bundles = {}
     for method in ("lasso", "gbdt"):
         t0 = time.time()
-        path = out / f"bundle_{method}.joblib"
-        train_bundle(train, method=method, scenario=scenario, overhead="median", out=str(path))
-        bundles[method] = load_bundle(str(path))
+        path = out / f"bundle_{method}.latpred"
+        LatencyPredictor(method, scenario_object, overhead="median").fit(train).save(path)
+        bundles[method] = LatencyPredictor.load(path)
         shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
         print(f"  {method}: trained in {time.time() - t0:.1f} s, overhead "
               f"{bundles[method].overhead_ms:.2f} ms -> {shown}")

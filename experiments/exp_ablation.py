@@ -1,4 +1,4 @@
-"""Ablation of what is new in the method (issue 7 item 7), Lasso and GBDT on the primary scenario:
+"""Ablation of what is new in the method, Lasso and GBDT on the primary scenario:
 - features: Table 3 plus the CPU kernel features (latpred's default on CPUs) vs the paper's Table 3
   alone vs nn-Meter's kernel features (same method, MSPE);
 - objective: MSPE (Eq. 1) vs plain squared error (Table 3 features);

@@ -1,4 +1,4 @@
-"""Baselines in the same runs (paper §5.6; issue 7 item 6): FLOPs proxy, nn-Meter-style kernel
+"""Baselines in the same runs (paper §5.6): FLOPs proxy, nn-Meter-style kernel
 predictors, BRP-NAS-style GCN and a look-up table, beside our predictor (Lasso and GBDT), all
 trained on the same synthetic training pool of the primary scenario and tested on the same synthetic
 test models and real-world models. MAPE with ±1 / ±5 / ±10 % accuracy (share of models within that
@@ -43,7 +43,7 @@ def edges_from_files(data: c.Data, scenario: str) -> dict:
 
 
 def run(data: c.Data, out, quick: bool) -> None:
-    from latpred import baselines as B
+    from latpred import baselines
     train_names, test_names = c.split_synthetic(data)
     scen = c.primary_scenario(data)
     if scen is None or not train_names:
@@ -56,14 +56,15 @@ def run(data: c.Data, out, quick: bool) -> None:
     fitted = {
         "ours-lasso": c.fit_ours(out, scen, "lasso", tr, quick),
         "ours-gbdt": c.fit_ours(out, scen, "gbdt", tr, quick),
-        "flops": B.FlopsBaseline().fit(tr),
+        "flops": baselines.FlopsBaseline().fit(tr),
         "nnmeter": c.fit_cached(out, f"nnmeter|{scen}|{quick}",
-                                lambda: B.NnMeterBaseline(gpu=gpu, n_estimators_cap=50 if quick
-                                                          else None), tr),
+                                lambda: baselines.NnMeterBaseline(
+                                    gpu=gpu, n_estimators_cap=50 if quick else None), tr),
         "gcn": c.fit_cached(out, f"gcn|{scen}|{quick}|{len(edges)}",
-                            lambda: B.GcnBaseline(max_epochs=GCN_EPOCHS_QUICK if quick else 250,
-                                                  edges=edges, progress=True), tr),
-        "lut": B.LookupTable().fit(tr),
+                            lambda: baselines.GcnBaseline(
+                                max_epochs=GCN_EPOCHS_QUICK if quick else 250, edges=edges,
+                                progress=True), tr),
+        "lut": baselines.LookupTable().fit(tr),
     }
     rows = []
     for test, te in tests.items():

@@ -1,4 +1,4 @@
-"""Run the whole evaluation (issue 7) from the recorded profiles and regenerate experiments/README.md.
+"""Run the whole evaluation from the recorded profiles and regenerate experiments/README.md.
 
 ``make experiments`` runs ``python experiments/run_all.py``; ``make experiments QUICK=1`` adds
 ``--quick`` (fewer models, draws and smaller grids, ≤ 5 min). Every number in the README comes from

@@ -4,7 +4,7 @@ Pipeline: model file -> graph IR (``readers``) -> GPU fusion and kernel selectio
 per-op features (``features``) -> per-category predictors (``predictors``) -> end-to-end latency ->
 metrics. Method: Li, Paolieri, Golubchik, ICPE'23.
 """
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401  (re-exported)
 
 
 def read_model(path, input_shape=None):

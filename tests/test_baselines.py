@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latpred import baselines as B
+from latpred import baselines
 from latpred.baselines.gcn import build_graphs
 from latpred.baselines.nnmeter import RF_SETTINGS, kernel_type, nnmeter_features
 
@@ -35,16 +35,16 @@ def test_flops_fits_the_relative_error_optimum_and_counts_real_macs(measured):
     from latpred.features import op_macs
     from latpred.readers import read_model
     tr = measured["train"]
-    b = B.FlopsBaseline().fit(tr)
-    macs = B.model_macs(tr)
-    y = B.model_e2e(tr).reindex(macs.index)
+    b = baselines.FlopsBaseline().fit(tr)
+    macs = baselines.model_macs(tr)
+    y = baselines.model_e2e(tr).reindex(macs.index)
     rel = lambda a: float(np.sum(((a * macs - y) / y) ** 2))   # noqa: E731
     assert rel(b.ms_per_mac) <= min(rel(b.ms_per_mac * 1.05), rel(b.ms_per_mac * 0.95))
     name = macs.index[0]
     g = read_model(measured["files"][name])
     assert macs[name] == sum(op_macs(g, op) for op in g.ops) > 0
     pred = b.predict_models(measured["test"])
-    assert np.allclose(pred, B.model_macs(measured["test"]) * b.ms_per_mac)
+    assert np.allclose(pred, baselines.model_macs(measured["test"]) * b.ms_per_mac)
 
 
 def test_nnmeter_ignores_groups_and_uses_its_forest_settings(measured):
@@ -54,7 +54,7 @@ def test_nnmeter_ignores_groups_and_uses_its_forest_settings(measured):
     assert kernel_type("GroupedConv2D", "CONV_2D") == "conv"
     # nn-Meter's conv features see no groups: a grouped conv looks like the dense one
     assert np.array_equal(nnmeter_features(conv, "conv"), nnmeter_features(grouped, "conv"))
-    b = B.NnMeterBaseline().fit(measured["train"])
+    b = baselines.NnMeterBaseline().fit(measured["train"])
     depth, n_est, _ = RF_SETTINGS["tflite_cpu"]["conv"]
     assert b.forests["conv"].n_estimators == n_est and b.forests["conv"].max_depth == depth
     te = measured["test"]
@@ -67,11 +67,11 @@ def test_nnmeter_ignores_groups_and_uses_its_forest_settings(measured):
 
 def test_lut_covers_seen_ops_only(measured):
     tr, te = measured["train"], measured["test"]
-    lut = B.LookupTable().fit(tr)
+    lut = baselines.LookupTable().fit(tr)
     assert lut.coverage(tr) == 1.0
     one = tr[tr["model"] == tr["model"].iloc[0]]
     # a model measured alone: its table entries are its own medians, so e2e = Σ its op latencies
-    alone = B.LookupTable().fit(one)
+    alone = baselines.LookupTable().fit(one)
     assert alone.predict_models(one).iloc[0] == pytest.approx(one["latency_ms"].sum())
     cov = lut.coverage(te)
     assert 0.0 <= cov < 1.0          # random NAS models have convolution shapes not seen before
@@ -94,7 +94,7 @@ def test_gcn_graph_has_global_node_and_trains(measured, tmp_path):
     assert np.allclose(a.sum(axis=1), 1.0)                    # row-normalised
     chain = build_graphs(tr[tr["model"] == name])[0][2]
     assert not np.array_equal((a > 0), (chain > 0)) or len(edges[name]) == n - 1
-    b = B.GcnBaseline(max_epochs=8, seed=0).fit(tr)
+    b = baselines.GcnBaseline(max_epochs=8, seed=0).fit(tr)
     assert 1 <= b.epochs_run <= 8
     pred = b.predict_models(te)
     assert list(pred.index) == list(te["model"].unique()) and np.all(np.isfinite(pred))
@@ -104,4 +104,4 @@ def test_gcn_graph_has_global_node_and_trains(measured, tmp_path):
 
 def test_make_rejects_unknown_baseline():
     with pytest.raises(ValueError):
-        B.make("oracle")
+        baselines.make("oracle")

@@ -4,38 +4,34 @@ int8), then ``experiments/run_all.py --quick``; outputs are checked against reco
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import ROOT, conv_stem, dw_residual, run_python, tiny_keras, write_tflite
 from overhead_reference import weighted_line_overhead
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_ALL = os.path.join(ROOT, "experiments", "run_all.py")
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
 N_NAS, N_INT8, N_TWO_CORES = 14, 4, 5
 REAL = ("tinyres_a", "tinyres_b")
 
 
-def _real_world_keras(tf, width: int):
-    L = tf.keras.layers
-    x0 = tf.keras.Input((32, 32, 3), batch_size=1)
-    x = L.Conv2D(width, 3, strides=2, padding="same", activation="relu")(x0)
-    y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
-    y = L.Conv2D(width, 1)(y)
-    x = L.Add()([x, y])
-    x = L.Conv2D(2 * width, 3, strides=2, padding="same", groups=2, activation="relu")(x)
-    x = L.GlobalAveragePooling2D()(x)
-    x = L.Dense(10)(x)
-    return tf.keras.Model(x0, x)
+def _real_world_keras(width: int):
+    def body(L, x0):
+        x = dw_residual(L, conv_stem(L, x0, width), width)
+        x = L.Conv2D(2 * width, 3, strides=2, padding="same", groups=2, activation="relu")(x)
+        x = L.GlobalAveragePooling2D()(x)
+        return L.Dense(10)(x)
+
+    return tiny_keras(body)
 
 
 def make_store(root) -> tuple[str, str]:
     """Build and profile the tiny models; returns (data folder, manifest path)."""
-    import tensorflow as tf
     from latpred.profiling import profile_models
     from latpred.sources.export import build_files
     from latpred.sources.nas import sample_specs
@@ -51,9 +47,7 @@ def make_store(root) -> tuple[str, str]:
         name = f"{spec['name']}.tflite"
         os.link(os.path.join(nas_dir, name), os.path.join(two_dir, name))
     for i, name in enumerate(REAL):
-        conv = tf.lite.TFLiteConverter.from_keras_model(_real_world_keras(tf, 8 * (i + 1)))
-        with open(os.path.join(real_dir, f"{name}.tflite"), "wb") as f:
-            f.write(conv.convert())
+        write_tflite(_real_world_keras(8 * (i + 1)), os.path.join(real_dir, f"{name}.tflite"))
     store = os.path.join(data, "profiles.sqlite")
     kw = dict(runs=5, warmup=1, progress=False, budget_s=0.3)
     profile_models([nas_dir, real_dir, int8_dir], store, cores=1, **kw)
@@ -70,10 +64,8 @@ def quick_run(tmp_path_factory):
     data, manifest = make_store(root)
     out, readme = root / "results", root / "README.md"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "run_all.py"),
-                           "--quick", "--data", data, "--manifest", manifest, "--out", str(out),
-                           "--readme", str(readme)], capture_output=True, text=True, env=env,
-                          timeout=600, cwd=ROOT)
+    proc = run_python(RUN_ALL, "--quick", "--data", data, "--manifest", manifest, "--out", out,
+                      "--readme", readme, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"data": data, "manifest": manifest, "out": out, "readme": readme, "log": proc.stdout}
 
@@ -116,7 +108,7 @@ def test_in_distribution_mape_matches_recomputation(quick_run):
     c, data = _load(quick_run)
     scen = c.primary_scenario(data)
     train, test = c.split_synthetic(data)
-    model = c.Ours("gbdt", quick=True).fit(data.ops_of(scen, train))
+    model = c.ours("gbdt", quick=True).fit(data.ops_of(scen, train))
     te = data.ops_of(scen, test)
     ops_ms = te.assign(p=model.predict_ops(te)).groupby("model")["p"].sum()
     pred = ops_ms + model.overhead_ms + model.overhead_share * ops_ms
@@ -127,7 +119,7 @@ def test_in_distribution_mape_matches_recomputation(quick_run):
     assert got == pytest.approx(mape, rel=1e-4)
     # Ours is the library's bundle: `latpred evaluate`'s scoring gives the same MAPE
     from latpred.predictors.evaluate import evaluate
-    assert 100 * evaluate(model.predictor, te, exclude_training=False).e2e_mape == \
+    assert 100 * evaluate(model, te, exclude_training=False).e2e_mape == \
         pytest.approx(mape, rel=1e-9)
     assert model.bundle.training["overhead"] == "linear"
     # the overhead term, a + b·Σ ops fitted on the MSPE, recomputed from the store with numpy
@@ -220,10 +212,8 @@ def test_missing_data_is_reported_not_invented(tmp_path):
     empty = tmp_path / "none"
     empty.mkdir()
     readme = tmp_path / "README.md"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "run_all.py"),
-                           "--quick", "--data", str(empty), "--out", str(tmp_path / "r"),
-                           "--readme", str(readme)], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300)
+    proc = run_python(RUN_ALL, "--quick", "--data", empty, "--out", tmp_path / "r",
+                      "--readme", readme, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = readme.read_text()
     assert text.count("no data yet") >= 7

@@ -259,13 +259,13 @@ def test_gpu_training_rows_and_prediction_on_synthetic_data(graphs):
         for rep in range(3):
             lat = [(0.4 if cat == "Winograd" else 1.0) * (f.get("flops", 0.0) * 1e-8 + f.get("input_size", 0.0) * 1e-6)
                    * (1 + 0.01 * rng.standard_normal()) + 0.01 for cat, f in feats]
-            rows += gpu_training_rows(g, kg, lat, model=f"SYNTHETIC-resnet18-{rep}", scenario="SYNTHETIC-gpu",
+            rows += gpu_training_rows(g, kg, lat, model=f"SYNTHETIC-resnet18-{rep}", scenario="SYNTHETIC/tflite-2.10/gpu-mali-g76/fp16",
                                       e2e_ms=sum(lat) + 1.0)
     df = pd.DataFrame(rows)
     assert {"Conv2D", "Winograd"} <= set(df["category"])          # separate predictor keys
     assert df.groupby("category").size()["Winograd"] == 3 * 7
-    from latpred.predictors import Predictor, train_bundle
-    pred = Predictor(train_bundle(df, "lasso", "SYNTHETIC-gpu"))
+    from latpred.predictors import LatencyPredictor
+    pred = LatencyPredictor("lasso").fit(df)
     assert {"Conv2D", "Winograd"} <= set(pred.categories)
     assert pred.overhead_ms == pytest.approx(1.0)
     mali = predict_gpu(pred, g, "mali-g76")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import spearmanr
+
+from conftest import conv_stem, run_cli, tiny_keras, write_tflite
 
 from latpred.errors import LatpredError
 from latpred.features import op_macs
@@ -22,8 +22,6 @@ from latpred.metrics.transfer import (frm_table_by_scenario, pareto_transfer, se
                                       srcc_matrix)
 from latpred.store import ProfileStore
 from latpred.readers import read_model
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -253,20 +251,22 @@ def test_parse_limits():
 # --------------------------------------------------------------------------------------------------
 # End to end on real models measured with LiteRT
 
-def _build(tf, kind: str):
-    L = tf.keras.layers
-    x0 = tf.keras.Input((32, 32, 3), batch_size=1)
+def _build(kind: str):
+    return tiny_keras(lambda L, x0: _kind_cnn(L, x0, kind))
+
+
+def _kind_cnn(L, x0, kind: str):
     if kind == "wide_conv":
         x = L.Conv2D(48, 3, padding="same", activation="relu")(x0)
         x = L.Conv2D(48, 3, padding="same", activation="relu")(x)
         x = L.GlobalAveragePooling2D()(x)
     elif kind == "separable":
-        x = L.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x0)
+        x = conv_stem(L, x0, 16)
         x = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
         x = L.Conv2D(32, 1, activation="relu")(x)
         x = L.GlobalAveragePooling2D()(x)
     elif kind == "dense_head":
-        x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x0)
+        x = conv_stem(L, x0, 8)
         x = L.Flatten()(x)
         x = L.Dense(256, activation="relu")(x)
     elif kind == "tiny":
@@ -277,8 +277,7 @@ def _build(tf, kind: str):
         x = L.MaxPool2D(2)(x)
         x = L.Conv2D(24, 3, padding="same", activation="relu")(x)
         x = L.GlobalAveragePooling2D()(x)
-    x = L.Dense(10)(x)
-    return tf.keras.Model(x0, x)
+    return L.Dense(10)(x)
 
 
 KINDS = ("wide_conv", "separable", "dense_head", "tiny", "strided")
@@ -293,9 +292,7 @@ def measured(tmp_path_factory):
     tf.keras.utils.set_random_seed(0)
     paths = []
     for kind in KINDS:
-        path = root / f"{kind}.tflite"
-        path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(_build(tf, kind)).convert())
-        paths.append(str(path))
+        paths.append(str(write_tflite(_build(kind), root / f"{kind}.tflite")))
     store = str(tmp_path_factory.mktemp("metrics_store") / "profiles.db")
     for cores in (1, 2):
         profile_models(paths, store, cores=cores, runs=15, warmup=2, op_wise=False,
@@ -308,19 +305,14 @@ def measured(tmp_path_factory):
     return {"paths": paths, "store": store, "scenarios": scenarios, "rows": rows}
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "latpred", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-
-
 def test_frm_cli_json_matches_store_and_graph(measured, tmp_path):
     scen = measured["scenarios"][0]
     acc = tmp_path / "acc.csv"
     acc.write_text("model,accuracy,energy\n" + "".join(
         f"{k},{0.5 + 0.05 * i},{1 + i}\n" for i, k in enumerate(KINDS)))
     png = tmp_path / "frm.png"
-    res = _cli("frm", *measured["paths"], "--baseline", measured["paths"][1], "--measured",
-               measured["store"], "--scenario", scen, "--accuracy", acc, "--plot", png, "--json")
+    res = run_cli("frm", *measured["paths"], "--baseline", measured["paths"][1], "--measured",
+                  measured["store"], "--scenario", scen, "--accuracy", acc, "--plot", png, "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["baseline"] == "separable" and out["latency_source"] == "measured"
@@ -372,18 +364,18 @@ def test_frm_cli_bad_input_is_one_line(measured):
         ("frm", *paths, "--baseline", paths[0], "--predictor", "/no/such/bundle"),
     ]
     for args in cases:
-        res = _cli(*args)
+        res = run_cli(*args)
         assert res.returncode == 2, (args, res.stdout, res.stderr)
         assert res.stderr.startswith("latpred: ") and res.stderr.count("\n") == 1, res.stderr
         assert "Traceback" not in res.stderr
-    res = _cli(*cases[2])
+    res = run_cli(*cases[2])
     assert "--scenario" in res.stderr
 
 
 def test_rank_transfer_cli_srcc_against_store(measured, tmp_path):
     png = tmp_path / "srcc.png"
-    res = _cli("rank-transfer", measured["store"], "--models", *measured["paths"], "-k", "5",
-               "--threshold", "0.5", "--plot", png, "--json")
+    res = run_cli("rank-transfer", measured["store"], "--models", *measured["paths"], "-k", "5",
+                  "--threshold", "0.5", "--plot", png, "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     s1, s2 = measured["scenarios"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import tiny_keras, write_tflite
 from latpred.errors import LatpredError
 from latpred.cpu import folded_ops
 from latpred.profiling import profile_models
@@ -73,23 +74,21 @@ def test_unknown_event_layout_is_a_clear_error():
 def cnn(tmp_path_factory):
     """A converter-made CNN with two explicit PADs (one before a conv, one before a pooling op),
     an identity (1x1, stride 1) pooling op, convs, a depthwise conv, SE-like mean + FC."""
-    import tensorflow as tf
-    inp = tf.keras.Input((48, 48, 3), batch_size=1)
-    x = tf.keras.layers.ZeroPadding2D(1)(inp)
-    x = tf.keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
-    x = tf.keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
-    x = tf.keras.layers.AveragePooling2D(1, strides=1)(x)
-    x = tf.keras.layers.ZeroPadding2D(1)(x)
-    x = tf.keras.layers.MaxPool2D(3, strides=1)(x)
-    x = tf.keras.layers.Conv2D(32, 1)(x)
-    y = tf.keras.layers.Conv2D(32, 3, padding="same")(x)
-    x = tf.keras.layers.Add()([x, y])
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    out = tf.keras.layers.Dense(10)(x)
-    content = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inp, out)).convert()
+    def body(L, inp):
+        x = L.ZeroPadding2D(1)(inp)
+        x = L.Conv2D(16, 3, strides=2, activation="relu")(x)
+        x = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+        x = L.AveragePooling2D(1, strides=1)(x)
+        x = L.ZeroPadding2D(1)(x)
+        x = L.MaxPool2D(3, strides=1)(x)
+        x = L.Conv2D(32, 1)(x)
+        y = L.Conv2D(32, 3, padding="same")(x)
+        x = L.Add()([x, y])
+        x = L.GlobalAveragePooling2D()(x)
+        return L.Dense(10)(x)
+
     path = tmp_path_factory.mktemp("opprof") / "cnn.tflite"
-    path.write_bytes(content)
-    return path
+    return write_tflite(tiny_keras(body, (48, 48, 3)), path)
 
 
 def test_in_graph_op_latencies_add_up_to_the_end_to_end_run(cnn, tmp_path):

@@ -6,18 +6,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import ROOT, conv_stem, run_cli, tiny_keras, write_tflite
+
 from latpred.errors import LatpredError
 from overhead_reference import weighted_line_overhead
 from latpred.features import FEATURES, graph_features, op_features
-from latpred.predictors import (BUNDLE_VERSION, Predictor, load, load_bundle, mspe, save_bundle,
-                                train_bundle)
+from latpred.predictors import (BUNDLE_VERSION, LatencyPredictor, Predictor, load, load_bundle,
+                                mspe, save_bundle, select_models)
 from latpred.predictors.evaluate import evaluate
 from latpred.predictors.methods import BASE_COLUMN, fit_category, work_units
 from latpred.predictors.train import feature_matrix, op_types
@@ -25,7 +25,13 @@ from latpred.profiling import profile_models
 from latpred.store import ProfileStore
 from latpred.readers import read_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _train(frame, method, scenario=None, *, train_models=None, **settings):
+    """The bundle of a LatencyPredictor fitted on ``frame`` (restricted to ``train_models``)."""
+    if train_models is not None:
+        frame = select_models(frame, train_models)
+    return LatencyPredictor(method, scenario, **settings).fit(frame).bundle_
 TINY_MLP = {"layers": [1], "width": [16], "lr": [5e-3], "weight_decay": [1e-5],
             "max_epochs": [60]}
 
@@ -33,40 +39,38 @@ TINY_MLP = {"layers": [1], "width": [16], "lr": [5e-3], "weight_decay": [1e-5],
 # --------------------------------------------------------------------------------------------------
 # Real artefacts: varied tiny CNNs (tf.keras -> TFLiteConverter), profiled on the host
 
-def _keras_cnn(tf, seed: int, padded: bool = False):
-    L = tf.keras.layers
+def _keras_cnn(seed: int, padded: bool = False):
     rng = np.random.default_rng(seed)
-    x0 = tf.keras.Input((32, 32, 3), batch_size=1)
-    x = L.Conv2D(int(rng.choice([8, 16, 24])), 3, strides=2, padding="same", activation="relu")(x0)
-    if padded:  # PAD ops: a category none of the training models has
-        x = L.ZeroPadding2D(2)(x)                     # folded into the conv by XNNPACK
-        x = L.Conv2D(16, 3, activation="relu")(x)
-        x = L.ZeroPadding2D(1)(x)                     # before a pooling op: a real PAD
-        x = L.MaxPool2D(3, strides=1)(x)
-    for _ in range(int(rng.integers(1, 4))):
-        c = int(rng.choice([8, 16, 32, 48]))
-        y = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
-        y = L.Conv2D(c, int(rng.choice([1, 3, 5])), padding="same")(y)
-        if c == x.shape[-1]:
-            x = L.Add()([x, y])
-        else:
-            x = L.Concatenate()([L.Conv2D(c // 2, 1)(x), L.Conv2D(c // 2, 1)(y)])
-    x = L.MaxPool2D(2)(x)
-    x = L.GlobalAveragePooling2D()(x)
-    x = L.Dense(10)(x)
-    return tf.keras.Model(x0, x)
+
+    def body(L, x):
+        x = conv_stem(L, x, int(rng.choice([8, 16, 24])))
+        if padded:  # PAD ops: a category none of the training models has
+            x = L.ZeroPadding2D(2)(x)                     # folded into the conv by XNNPACK
+            x = L.Conv2D(16, 3, activation="relu")(x)
+            x = L.ZeroPadding2D(1)(x)                     # before a pooling op: a real PAD
+            x = L.MaxPool2D(3, strides=1)(x)
+        for _ in range(int(rng.integers(1, 4))):
+            c = int(rng.choice([8, 16, 32, 48]))
+            y = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+            y = L.Conv2D(c, int(rng.choice([1, 3, 5])), padding="same")(y)
+            if c == x.shape[-1]:
+                x = L.Add()([x, y])
+            else:
+                x = L.Concatenate()([L.Conv2D(c // 2, 1)(x), L.Conv2D(c // 2, 1)(y)])
+        x = L.MaxPool2D(2)(x)
+        x = L.GlobalAveragePooling2D()(x)
+        return L.Dense(10)(x)
+
+    return tiny_keras(body)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    import tensorflow as tf
     root = tmp_path_factory.mktemp("predictor_models")
     paths = []
     for seed in range(10):
-        model = _keras_cnn(tf, seed, padded=seed == 9)
-        path = root / f"cnn{seed}.tflite"
-        path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-        paths.append(str(path))
+        model = _keras_cnn(seed, padded=seed == 9)
+        paths.append(str(write_tflite(model, root / f"cnn{seed}.tflite")))
     store_path = str(tmp_path_factory.mktemp("predictor_store") / "profiles.db")
     # isolated timings: every op, PADs included, gets a latency (in-graph, XNNPACK fuses them)
     profile_models(paths, store_path, runs=10, warmup=2, budget_s=0.3, progress=False,
@@ -75,15 +79,9 @@ def data(tmp_path_factory):
         frame = st.frame()
     train = [f"cnn{i}" for i in range(7)]
     held_out = paths[7:]           # cnn7, cnn8 and the padded cnn9
-    bundles = {m: train_bundle(frame, m, train_models=train, seed=0) for m in ("lasso", "gbdt")}
+    bundles = {m: _train(frame, m, train_models=train, seed=0) for m in ("lasso", "gbdt")}
     return {"root": root, "paths": paths, "store": store_path, "frame": frame, "train": train,
             "held_out": held_out, "bundles": bundles}
-
-
-def _cli(*argv):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "latpred", *argv], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=600)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -301,14 +299,14 @@ def test_linear_overhead_recovers_a_growing_gap_and_keeps_a_constant_for_a_shrin
     assert fixed == pytest.approx(float(np.sum(w * (0.2 - 0.004 * ops)) / np.sum(w)))
 
 
-def test_overhead_statistic_and_objective_options_of_train_bundle(data):
+def test_overhead_statistic_and_objective_options_of_the_estimator(data):
     frame = data["frame"]
     train = frame[frame["model"].isin(data["train"])]
     per_model = train.groupby("model").agg(e2e=("e2e_ms", "first"), ops=("latency_ms", "sum"))
     gap = per_model["e2e"] - per_model["ops"]
     assert gap.mean() != pytest.approx(gap.median(), rel=1e-6)   # else the test proves nothing
     grid = {"lasso": {"alpha": [1e-3]}}
-    bundles = {stat: train_bundle(frame, "lasso", train_models=data["train"], grids=grid,
+    bundles = {stat: _train(frame, "lasso", train_models=data["train"], grids=grid,
                                   overhead=stat) for stat in ("linear", "mean", "median", "none")}
     assert bundles["mean"].overhead_ms == pytest.approx(float(gap.mean()), rel=1e-9, abs=1e-12)
     assert bundles["median"].overhead_ms == pytest.approx(float(gap.median()), rel=1e-9,
@@ -329,22 +327,22 @@ def test_overhead_statistic_and_objective_options_of_train_bundle(data):
         sums.add(round(ops_ms, 12))
     assert len(sums) == 1          # the statistic changes the overhead term only
 
-    mse = train_bundle(frame, "lasso", train_models=data["train"], grids=grid, objective="mse")
+    mse = _train(frame, "lasso", train_models=data["train"], grids=grid, objective="mse")
     assert mse.training["objective"] == "mse" and bundles["mean"].training["objective"] == "mspe"
     assert all(m.objective == "mse" for m in mse.models.values())
     # CPU scenario: conv models carry the CPU kernel features the CV chose; off gives Table 3 only
     lasso = bundles["mean"]
     assert lasso.training["kernel_features"] and "Conv2D" in lasso.training["kernels"]
     assert lasso.models["Conv2D"].kernel is not None
-    table3 = train_bundle(frame, "lasso", train_models=data["train"], grids=grid,
+    table3 = _train(frame, "lasso", train_models=data["train"], grids=grid,
                           kernel_features=False)
     assert not table3.training["kernels"]
     assert all(m.kernel is None for m in table3.models.values())
     assert len(table3.models["Conv2D"].scaler.mean) == len(FEATURES["Conv2D"])
     with pytest.raises(LatpredError, match="overhead statistic"):
-        train_bundle(frame, "lasso", overhead="max")
+        _train(frame, "lasso", overhead="max")
     with pytest.raises(LatpredError, match="unknown objective"):
-        train_bundle(frame, "lasso", objective="mae")
+        _train(frame, "lasso", objective="mae")
 
 
 def test_trained_lasso_bundle_has_nonnegative_weights_and_training_stats(data):
@@ -363,7 +361,7 @@ def test_trained_lasso_bundle_has_nonnegative_weights_and_training_stats(data):
 
 def test_bundle_round_trip_gives_identical_predictions(data, tmp_path):
     for method, bundle in data["bundles"].items():
-        path = save_bundle(bundle, tmp_path / f"{method}.joblib")
+        path = save_bundle(bundle, tmp_path / f"{method}.latpred")
         before = [p.op_latency_ms for p in Predictor(bundle).predict_many(data["held_out"])]
         after = [p.op_latency_ms for p in load(path).predict_many(data["held_out"])]
         for a, b in zip(before, after):
@@ -375,17 +373,17 @@ def test_incompatible_or_foreign_bundle_is_one_clear_error(data, tmp_path):
     import copy
     bundle = copy.deepcopy(data["bundles"]["lasso"])
     bundle.format_version = BUNDLE_VERSION + 1
-    old = save_bundle(bundle, tmp_path / "old.joblib")
+    old = save_bundle(bundle, tmp_path / "old.latpred")
     with pytest.raises(LatpredError, match="format version"):
         load(old)
     schema = copy.deepcopy(data["bundles"]["lasso"])
     schema.features["Conv2D"] = ("input_hw", "flops")
-    other = save_bundle(schema, tmp_path / "schema.joblib")
+    other = save_bundle(schema, tmp_path / "schema.latpred")
     with pytest.raises(LatpredError, match="feature schema"):
         load(other)
     with pytest.raises(LatpredError, match="not a latpred predictor bundle"):
         load(data["paths"][0])      # a .tflite file
-    res = _cli("predict", old, data["paths"][0])
+    res = run_cli("predict", old, data["paths"][0])
     assert res.returncode == 2
     assert res.stdout == ""
     lines = res.stderr.strip().splitlines()
@@ -468,11 +466,11 @@ def test_training_input_errors_are_clear(data):
     frame = data["frame"]
     two = pd.concat([frame, frame.assign(scenario="other/litert-1/cpu1/fp32")])
     with pytest.raises(LatpredError, match="several scenarios"):
-        train_bundle(two, "lasso")
+        _train(two, "lasso")
     with pytest.raises(LatpredError, match="not in the store"):
-        train_bundle(frame, "lasso", train_models=["cnn0", "no_such_model"])
+        _train(frame, "lasso", train_models=["cnn0", "no_such_model"])
     with pytest.raises(LatpredError, match="unknown method"):
-        train_bundle(frame, "svm")
+        _train(frame, "svm")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -482,16 +480,16 @@ def test_cli_train_all_predict_json_and_evaluate(data, tmp_path):
     listing = tmp_path / "train.txt"
     listing.write_text("# training models\n" + "\n".join(data["train"]) + "\n")
     out = tmp_path / "bundles"
-    res = _cli("train", data["store"], "--method", "all", "--train-models", str(listing),
-               "--out", str(out), "--quiet")
+    res = run_cli("train", data["store"], "--method", "all", "--train-models", str(listing),
+                  "--out", str(out), "--quiet")
     assert res.returncode == 0, res.stderr
     for method in ("lasso", "rf", "gbdt", "mlp"):
-        bundle = load_bundle(out / f"{method}.joblib")
+        bundle = load_bundle(out / f"{method}.latpred")
         assert bundle.method == method and bundle.training["n_models"] == len(data["train"])
 
     # JSON: model is the path as given (relative here), latency = overhead + sum of ops.
     rel = os.path.relpath(data["paths"][8], ROOT)
-    res = _cli("predict", str(out / "gbdt.joblib"), rel, data["paths"][9], "--json")
+    res = run_cli("predict", str(out / "gbdt.latpred"), rel, data["paths"][9], "--json")
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert [d["model"] for d in doc] == [rel, data["paths"][9]]
@@ -506,26 +504,26 @@ def test_cli_train_all_predict_json_and_evaluate(data, tmp_path):
                    for o in d["ops"])
     assert any(o["fallback"] for o in doc[1]["ops"])
 
-    res = _cli("evaluate", str(out / "lasso.joblib"), data["store"], "--json")
+    res = run_cli("evaluate", str(out / "lasso.latpred"), data["store"], "--json")
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     assert summary["n_models"] == len(data["held_out"])
     assert 0 <= summary["e2e_mape"] < 10 and set(summary["within"]) == {"1%", "5%", "10%"}
 
-    res = _cli("train", data["store"], "--method", "lasso", "--train-models", str(listing),
-               "--overhead", "median", "--out", str(tmp_path / "median.joblib"), "--quiet")
+    res = run_cli("train", data["store"], "--method", "lasso", "--train-models", str(listing),
+                  "--overhead", "median", "--out", str(tmp_path / "median.latpred"), "--quiet")
     assert res.returncode == 0, res.stderr
-    median = load_bundle(tmp_path / "median.joblib")
+    median = load_bundle(tmp_path / "median.latpred")
     train = data["frame"][data["frame"]["model"].isin(data["train"])]
     gap = train.groupby("model")["e2e_ms"].first() - train.groupby("model")["latency_ms"].sum()
     assert median.training["overhead"] == "median"
     assert median.overhead_ms == pytest.approx(float(gap.median()), rel=1e-9, abs=1e-12)
 
-    res = _cli("train", data["store"], "--method", "gbdt", "--train-models", str(listing),
-               "--work-target", "--out", str(tmp_path / "work.joblib"), "--quiet")
+    res = run_cli("train", data["store"], "--method", "gbdt", "--train-models", str(listing),
+                  "--work-target", "--out", str(tmp_path / "work.latpred"), "--quiet")
     assert res.returncode == 0, res.stderr
-    work = load_bundle(tmp_path / "work.joblib")
-    assert work.training["work_target"] and not load_bundle(out / "gbdt.joblib").training[
+    work = load_bundle(tmp_path / "work.latpred")
+    assert work.training["work_target"] and not load_bundle(out / "gbdt.latpred").training[
         "work_target"]
     # every category records which target its cross-validation kept, and a per-unit model
     # multiplies its estimate back by the op's work
@@ -541,20 +539,20 @@ def test_cli_train_all_predict_json_and_evaluate(data, tmp_path):
             np.testing.assert_allclose(model.predict(X, types), np.maximum(raw * w, 0))
 
     # trees may refine a Lasso estimate by default; --no-linear-base gives the paper's trees
-    default = load_bundle(out / "gbdt.joblib")
-    assert default.training["linear_base"] and not load_bundle(out / "lasso.joblib").training[
+    default = load_bundle(out / "gbdt.latpred")
+    assert default.training["linear_base"] and not load_bundle(out / "lasso.latpred").training[
         "linear_base"]
     for model in default.models.values():
         assert model.params["base"] == ("lasso" if model.base is not None else "none")
-    res = _cli("train", data["store"], "--method", "gbdt", "--train-models", str(listing),
-               "--no-linear-base", "--out", str(tmp_path / "paper.joblib"), "--quiet")
+    res = run_cli("train", data["store"], "--method", "gbdt", "--train-models", str(listing),
+                  "--no-linear-base", "--out", str(tmp_path / "paper.latpred"), "--quiet")
     assert res.returncode == 0, res.stderr
-    paper = load_bundle(tmp_path / "paper.joblib")
+    paper = load_bundle(tmp_path / "paper.latpred")
     assert not paper.training["linear_base"]
     assert all(m.base is None and "base" not in m.params for m in paper.models.values())
 
-    res = _cli("predict", str(out / "gbdt.joblib"), str(tmp_path / "missing.tflite"))
+    res = run_cli("predict", str(out / "gbdt.latpred"), str(tmp_path / "missing.tflite"))
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
-    res = _cli("train", data["store"], "--method", "lasso", "--scenario", "nope/litert-1/cpu1/fp32",
-               "--out", str(tmp_path / "x.joblib"))
+    res = run_cli("train", data["store"], "--method", "lasso",
+                  "--scenario", "nope/litert-1/cpu1/fp32", "--out", str(tmp_path / "x.latpred"))
     assert res.returncode == 2 and "not in" in res.stderr

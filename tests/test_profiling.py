@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 
 import flatbuffers
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import ROOT, conv_stem, dw_residual, run_cli, tflite_bytes, tiny_keras
 from latpred.errors import LatpredError
 from latpred.features import ALL_FEATURES
 from latpred.profiling import profile_models
@@ -25,7 +24,6 @@ from latpred.scenario import Scenario, parse_scenario
 from latpred.store import ProfileStore
 from latpred.readers import read_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ANDROID = os.path.join(ROOT, "tests", "fixtures", "android")
 README_OUT = os.path.join(ANDROID, "benchmark_model_tf_readme_mobilenet_quant.txt")
 PHONE_LOG = os.path.join(ANDROID, "benchmark_model_multibranch_correctness.log")
@@ -35,19 +33,13 @@ FAKE_ADB = os.path.join(ANDROID, "fake_adb")
 # --------------------------------------------------------------------------------------------------
 # Real models: tf.keras -> TFLiteConverter (fp32 and full-integer int8), ONNX via onnx.helper
 
-def _keras_model(tf, size=32):
-    L = tf.keras.layers
-    x0 = tf.keras.Input((size, size, 3), batch_size=1)
-    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x0)
-    y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
-    y = L.Conv2D(8, 1)(y)
-    x = L.Add()([x, y])
+def _tiny_cnn(L, x0):
+    x = dw_residual(L, conv_stem(L, x0, 8), 8)
     x = L.Concatenate()([L.Conv2D(4, 1)(x), L.Conv2D(4, 3, padding="same")(x)])
     x = L.MaxPool2D(2)(x)
     x = L.Reshape((-1, 8))(x)
     x = L.GlobalAveragePooling1D()(x)
-    x = L.Dense(10, activation="softmax")(x)
-    return tf.keras.Model(x0, x)
+    return L.Dense(10, activation="softmax")(x)
 
 
 def _with_custom_op(content: bytes) -> bytes:
@@ -91,19 +83,12 @@ def _onnx_model(path: str) -> None:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    import tensorflow as tf
     root = tmp_path_factory.mktemp("profiling_models")
     good = root / "good"
     good.mkdir()
-    keras = _keras_model(tf)
-    fp32 = tf.lite.TFLiteConverter.from_keras_model(keras).convert()
-    conv = tf.lite.TFLiteConverter.from_keras_model(keras)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    rng = np.random.default_rng(0)
-    conv.representative_dataset = lambda: ([rng.random((1, 32, 32, 3), dtype=np.float32)]
-                                           for _ in range(8))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    int8 = conv.convert()
+    keras = tiny_keras(_tiny_cnn)
+    fp32 = tflite_bytes(keras)
+    int8 = tflite_bytes(keras, int8=True)           # float input and output tensors
     (good / "tiny_fp32.tflite").write_bytes(fp32)
     (good / "tiny_int8.tflite").write_bytes(int8)
     bad = root / "bad"
@@ -344,15 +329,10 @@ def test_generic_kernel_rows_and_csv_import(tmp_path):
     st.close()
 
 
-def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "latpred", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, env=env, timeout=300)
-
-
 def test_cli_export_list_and_errors(profiled, tmp_path):
     _, store_path = profiled
     out_csv = tmp_path / "ops.csv"
-    res = _cli("store", "export", store_path, out_csv)
+    res = run_cli("store", "export", store_path, out_csv)
     assert res.returncode == 0, res.stderr
     df = pd.read_csv(out_csv)
     for col in ("model", "scenario", "op_index", "category", "latency_ms", "e2e_ms", "flops",
@@ -361,15 +341,15 @@ def test_cli_export_list_and_errors(profiled, tmp_path):
     assert set(df.model) == {"tiny_fp32", "tiny_int8"}
     scen = df.scenario.iloc[0]
     out_pq = tmp_path / "ops.parquet"
-    assert _cli("store", "export", store_path, out_pq, "--scenario", scen).returncode == 0
+    assert run_cli("store", "export", store_path, out_pq, "--scenario", scen).returncode == 0
     assert set(pd.read_parquet(out_pq).scenario) == {scen}
-    listing = _cli("store", "list", store_path)
+    listing = run_cli("store", "list", store_path)
     assert listing.returncode == 0 and scen in listing.stdout and "custom_op" in listing.stdout
     for bad in (("store", "export", store_path, tmp_path / "x.txt"),
                 ("store", "list", tmp_path / "missing.db"),
                 ("profile", tmp_path / "nothing_here", "--out", tmp_path / "s.db"),
                 ("profile", store_path, "--device", "nokia3310", "--out", tmp_path / "s.db")):
-        res = _cli(*bad)
+        res = run_cli(*bad)
         assert res.returncode == 2 and res.stderr.startswith("latpred: ")
         assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
@@ -394,7 +374,7 @@ def test_store_combine_takes_the_median_of_real_passes(models, profiled, tmp_pat
     assert (pair.latency_ms_1 != pair.latency_ms_2).any()     # two real passes differ
 
     two = tmp_path / "two.db"
-    res = _cli("store", "combine", two, first, second)
+    res = run_cli("store", "combine", two, first, second)
     assert res.returncode == 0, res.stderr
     with ProfileStore(two) as st:
         f2 = st.frame().merge(pair, on=key)
@@ -410,7 +390,7 @@ def test_store_combine_takes_the_median_of_real_passes(models, profiled, tmp_pat
     assert fails == {"custom_op", "not_a_model"}
 
     three = tmp_path / "three.db"
-    assert _cli("store", "combine", three, first, second, third).returncode == 0
+    assert run_cli("store", "combine", three, first, second, third).returncode == 0
     with ProfileStore(three) as st:
         f3 = st.frame().merge(pair, on=key)
     assert np.allclose(f3.latency_ms, f3.latency_ms_2)
@@ -418,22 +398,22 @@ def test_store_combine_takes_the_median_of_real_passes(models, profiled, tmp_pat
     for bad in (("store", "combine", two, first, second),              # would overwrite
                 ("store", "combine", tmp_path / "one.db", first),      # nothing to combine
                 ("store", "combine", tmp_path / "x.db", first, tmp_path / "missing.db")):
-        res = _cli(*bad)
+        res = run_cli(*bad)
         assert res.returncode == 2 and res.stderr.startswith("latpred: ")
         assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
 def test_cli_profile_one_model(models, tmp_path):
     store_path = tmp_path / "cli.db"
-    res = _cli("profile", models["fp32"], "--out", store_path, "--runs", "5", "--warmup", "1",
-               "--quiet")
+    res = run_cli("profile", models["fp32"], "--out", store_path, "--runs", "5", "--warmup", "1",
+                  "--quiet")
     assert res.returncode == 0, res.stderr
     assert "1 measured" in res.stdout
     with ProfileStore(store_path) as st:
         assert st.scenarios() == [f"host/litert-{_litert()}+opprof/cpu1/fp32"]   # the default on one core
 
     # the same store given to --passes: it holds single-pass data, so it is not overwritten
-    res = _cli("profile", models["fp32"], "--out", store_path, "--passes", "2", "--quiet")
+    res = run_cli("profile", models["fp32"], "--out", store_path, "--passes", "2", "--quiet")
     assert res.returncode == 2 and res.stderr.startswith("latpred: ") and "single-pass" in res.stderr
 
 
@@ -441,7 +421,7 @@ def test_cli_profile_passes_measures_each_model_k_times_and_combines(models, tmp
     out = tmp_path / "multi.sqlite"
     args = ("profile", models["fp32"], "--out", out, "--runs", "5", "--warmup", "1", "--quiet",
             "--passes", "2")
-    res = _cli(*args)
+    res = run_cli(*args)
     assert res.returncode == 0, res.stderr
     passes = [tmp_path / f"multi.pass{k}.sqlite" for k in (1, 2)]
     e2e = []
@@ -452,7 +432,7 @@ def test_cli_profile_passes_measures_each_model_k_times_and_combines(models, tmp
         m = st.models()
     assert len(m) == 1 and m.passes.iloc[0] == 2 and m.pass_e2e_ms.iloc[0] == e2e
     assert np.isclose(m.e2e_ms.iloc[0], np.mean(e2e))
-    again = _cli(*args)                      # resumes: both passes stored, nothing measured again
+    again = run_cli(*args)                  # resumes: both passes stored, nothing measured again
     assert again.returncode == 0 and again.stdout.count("0 measured, 1 already stored") == 2
 
 
@@ -595,8 +575,7 @@ def test_drop_then_reprofile_measures_only_the_dropped(models, tmp_path):
     names = list(st.models()["model"])
     n_ops_before = len(st.frame())
     victim = names[0]
-    r = subprocess.run([sys.executable, "-m", "latpred", "store", "drop", str(store), "--models", victim],
-                       capture_output=True, text=True, cwd=ROOT)
+    r = run_cli("store", "drop", store, "--models", victim)
     assert r.returncode == 0, r.stderr
     st = ProfileStore(store)
     assert list(st.models()["model"]) == names[1:]
@@ -607,6 +586,5 @@ def test_drop_then_reprofile_measures_only_the_dropped(models, tmp_path):
     # selecting by CV: a threshold above every stored CV drops nothing, 0 drops everything
     assert ProfileStore(store).drop(min_e2e_cv=1e9) == 0
     assert ProfileStore(store).drop(min_e2e_cv=0.0) == len(names)
-    r = subprocess.run([sys.executable, "-m", "latpred", "store", "drop", str(store)],
-                       capture_output=True, text=True, cwd=ROOT)
+    r = run_cli("store", "drop", store)
     assert r.returncode == 2 and r.stderr.count("\n") == 1

@@ -8,42 +8,22 @@ import json
 import logging
 import os
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from latpred import categories as C
+from conftest import run_cli, tiny_keras, write_tflite
+from latpred import categories
 from latpred.errors import LatpredError
 from latpred.features import FEATURES, op_features, op_macs
 from latpred.readers import read_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _convert(model, int8=False, shape=(1, 32, 32, 16)):
+def _mixed_cnn(L, x_in):
+    """A small CNN touching every category of Table 3 (on a 32x32x16 input)."""
     import tensorflow as tf
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if int8:
-        def rep():
-            rng = np.random.default_rng(0)
-            for _ in range(4):
-                yield [rng.random(shape, dtype=np.float32)]
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = rep
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    return conv.convert()
-
-
-def _mixed_keras():
-    """A small CNN touching every category of Table 3."""
-    import tensorflow as tf
-    L = tf.keras.layers
-    x_in = tf.keras.Input((32, 32, 16), batch_size=1)
     x = L.Conv2D(32, 3, padding="same", activation="relu")(x_in)           # Conv2D + fused ReLU
     x = L.Conv2D(32, 3, groups=4, padding="same")(x)                       # GroupedConv2D
     x = L.DepthwiseConv2D(5, strides=2, padding="same")(x)                 # DepthwiseConv2D
@@ -54,18 +34,17 @@ def _mixed_keras():
     y = L.AveragePooling2D(2, 2, padding="same")(x)
     x = L.Add()([L.Conv2D(32, 1)(x), L.Conv2D(32, 1)(L.UpSampling2D(2)(y))[:, :x.shape[1], :x.shape[2], :]])
     x = L.GlobalAveragePooling2D()(x)                                      # Mean
-    x = L.Dense(10, activation="softmax")(x)                               # FullyConnected
-    return tf.keras.Model(x_in, x)
+    return L.Dense(10, activation="softmax")(x)                            # FullyConnected
 
 
 @pytest.fixture(scope="module")
 def tflite_models(tmp_path_factory):
     d = tmp_path_factory.mktemp("tflite")
-    m = _mixed_keras()
+    m = tiny_keras(_mixed_cnn, (32, 32, 16))
     paths = {}
     for name, int8 in (("mixed_fp32", False), ("mixed_int8", True)):
-        p = d / f"{name}.tflite"
-        p.write_bytes(_convert(m, int8=int8))
+        # int8: input and output tensors int8 too
+        p = write_tflite(m, d / f"{name}.tflite", int8=int8, int8_io=True, calibration=4)
         paths[name] = str(p)
     return paths
 
@@ -75,8 +54,7 @@ def mobilenetv2(tmp_path_factory):
     import tensorflow as tf
     p = tmp_path_factory.mktemp("mnv2") / "mobilenetv2.tflite"
     m = tf.keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
-    p.write_bytes(_convert(m))
-    return str(p)
+    return str(write_tflite(m, p))
 
 
 def _torch_model():
@@ -152,54 +130,56 @@ def test_tflite_ops_match_interpreter(tflite_models, name):
 def test_tflite_categories_and_attrs(tflite_models):
     g = read_model(tflite_models["mixed_fp32"])
     cats = [op.category for op in g.ops]
-    for cat in (C.CONV2D, C.GROUPED_CONV2D, C.DEPTHWISE_CONV2D, C.SPLIT, C.CONCAT, C.PADDING,
-                C.POOLING, C.MEAN, C.FULLY_CONNECTED, C.ELEMENTWISE):
+    for cat in (categories.CONV2D, categories.GROUPED_CONV2D, categories.DEPTHWISE_CONV2D,
+                categories.SPLIT, categories.CONCAT, categories.PADDING, categories.POOLING,
+                categories.MEAN, categories.FULLY_CONNECTED, categories.ELEMENTWISE):
         assert cat in cats, f"{cat} missing from {cats}"
-    grouped = next(op for op in g.ops if op.category == C.GROUPED_CONV2D)
+    grouped = next(op for op in g.ops if op.category == categories.GROUPED_CONV2D)
     assert grouped.type == "CONV_2D" and grouped.attrs["groups"] == 4
     # filter [O, KH, KW, I/groups]: weights are constants, the activation is not
     assert [t.shape for t in g.constant_inputs(grouped)][0] == (32, 3, 3, 8)
     assert len(g.activation_inputs(grouped)) == 1
     first = g.ops[0]
-    assert first.category == C.CONV2D and first.attrs["activation"] == "RELU"
-    dw = next(op for op in g.ops if op.category == C.DEPTHWISE_CONV2D)
+    assert first.category == categories.CONV2D and first.attrs["activation"] == "RELU"
+    dw = next(op for op in g.ops if op.category == categories.DEPTHWISE_CONV2D)
     assert (dw.attrs["kernel_h"], dw.attrs["stride_h"]) == (5, 2)
-    pad = next(op for op in g.ops if op.category == C.PADDING)
+    pad = next(op for op in g.ops if op.category == categories.PADDING)
     assert pad.attrs["pads"] == [[0, 0], [1, 1], [1, 1], [0, 0]]
-    mean = next(op for op in g.ops if op.category == C.MEAN)
+    mean = next(op for op in g.ops if op.category == categories.MEAN)
     assert mean.attrs["axes"] == [1, 2]
-    split = next(op for op in g.ops if op.category == C.SPLIT)
+    split = next(op for op in g.ops if op.category == categories.SPLIT)
     assert split.attrs["num_splits"] == 2 and split.attrs["axis"] == 3
 
 
 def test_tflite_int8_is_int8(tflite_models):
     g = read_model(tflite_models["mixed_int8"])
-    convs = [op for op in g.ops if op.category in C.CONV_CATEGORIES]
+    convs = [op for op in g.ops if op.category in categories.CONV_CATEGORIES]
     assert convs and all(g.tensors[op.outputs[0]].dtype == "int8" for op in convs)
     assert all(g.tensors[op.outputs[0]].quantization is not None for op in convs)
     fp = read_model(tflite_models["mixed_fp32"])
-    assert [op.category for op in convs] == [op.category for op in fp.ops if op.category in C.CONV_CATEGORIES]
+    assert [op.category for op in convs] == [op.category for op in fp.ops
+                                             if op.category in categories.CONV_CATEGORIES]
 
 
 def test_features_by_hand(tflite_models):
     g = read_model(tflite_models["mixed_fp32"])
-    grouped = next(op for op in g.ops if op.category == C.GROUPED_CONV2D)
+    grouped = next(op for op in g.ops if op.category == categories.GROUPED_CONV2D)
     f = op_features(g, grouped)
-    assert tuple(f) == FEATURES[C.GROUPED_CONV2D]
+    assert tuple(f) == FEATURES[categories.GROUPED_CONV2D]
     # 32x32x32 -> 32x32x32, 3x3, 4 groups: MACs = 32*32*32 * 3*3 * 32/4
     assert f["flops"] == 32 * 32 * 32 * 9 * 8 == op_macs(g, grouped)
     assert (f["input_hw"], f["input_c"], f["output_hw"], f["filters"], f["groups"]) == (32, 32, 32, 32, 4)
     assert f["input_size"] == f["output_size"] == 32 * 32 * 32
     assert f["kernel_size"] == 32 * 3 * 3 * 8
-    dw = next(op for op in g.ops if op.category == C.DEPTHWISE_CONV2D)
+    dw = next(op for op in g.ops if op.category == categories.DEPTHWISE_CONV2D)
     fd = op_features(g, dw)
     assert fd["output_hw"] == 16 and fd["flops"] == 16 * 16 * 32 * 25
-    fc = next(op for op in g.ops if op.category == C.FULLY_CONNECTED)
+    fc = next(op for op in g.ops if op.category == categories.FULLY_CONNECTED)
     ff = op_features(g, fc)
     # the converter drops an all-zero bias, so the parameters are the 32x10 weights (+ bias if kept)
     bias = sum(t.num_elements for t in g.constant_inputs(fc) if len(t.shape) == 1)
     assert (ff["input_c"], ff["filters"], ff["flops"], ff["param_size"]) == (32, 10, 320, 320 + bias)
-    pad = next(op for op in g.ops if op.category == C.PADDING)
+    pad = next(op for op in g.ops if op.category == categories.PADDING)
     fp = op_features(g, pad)
     assert fp["pad_size"] == (18 * 18 - 16 * 16) * 32
 
@@ -209,8 +189,8 @@ def test_mobilenetv2_macs_params_memory(mobilenetv2):
     macs = sum(op_macs(g, op) for op in g.ops)
     assert abs(macs - 300e6) / 300e6 < 0.02          # MobileNetV2 at 224: ~300 M MACs
     assert abs(g.params - 3.5e6) / 3.5e6 < 0.02      # ~3.5 M parameters
-    counts = {c: sum(op.category == c for op in g.ops) for c in C.CATEGORIES}
-    assert counts[C.DEPTHWISE_CONV2D] == 17 and counts[C.CONV2D] == 35
+    counts = {c: sum(op.category == c for op in g.ops) for c in categories.CATEGORIES}
+    assert counts[categories.DEPTHWISE_CONV2D] == 17 and counts[categories.CONV2D] == 35
     # peak activations: the first stride-2 depthwise conv, 112x112x96 in and 56x56x96 out, fp32
     assert g.peak_activation_bytes() == (112 * 112 * 96 + 56 * 56 * 96) * 4
 
@@ -224,7 +204,7 @@ def test_peak_activation_by_hand(tmp_path):
     c = L.Conv2D(16, 1)(b)
     out = L.Add()([a, c])
     p = tmp_path / "chain.tflite"
-    p.write_bytes(_convert(tf.keras.Model(x_in, out)))
+    write_tflite(tf.keras.Model(x_in, out), p)
     g = read_model(p)
     e = 4 * 64  # bytes per channel of an 8x8 fp32 map
     # at the add: a (16), c (16) and the sum (16) are live; the input and b have died
@@ -236,11 +216,11 @@ def test_unknown_op_is_other_with_warning(tmp_path, caplog):
     x_in = tf.keras.Input((16,), batch_size=1)
     y = tf.keras.layers.Lambda(lambda t: tf.math.cumsum(t, axis=-1))(x_in)
     p = tmp_path / "cumsum.tflite"
-    p.write_bytes(_convert(tf.keras.Model(x_in, y)))
+    write_tflite(tf.keras.Model(x_in, y), p)
     with caplog.at_level(logging.WARNING):
         g = read_model(p)
     assert [op.type for op in g.ops] == ["CUMSUM"]
-    assert g.ops[0].category == C.OTHER
+    assert g.ops[0].category == categories.OTHER
     assert "CUMSUM" in caplog.text
 
 
@@ -251,26 +231,28 @@ def test_onnx_reader(onnx_models):
     g = read_model(onnx_models["fixed"])
     assert g.format == "onnx" and g.layout == "NCHW"
     cats = [op.category for op in g.ops]
-    assert cats[:3] == [C.CONV2D, C.ELEMENTWISE, C.GROUPED_CONV2D]
-    for cat in (C.DEPTHWISE_CONV2D, C.SPLIT, C.CONCAT, C.PADDING, C.POOLING, C.MEAN, C.FULLY_CONNECTED):
+    assert cats[:3] == [categories.CONV2D, categories.ELEMENTWISE, categories.GROUPED_CONV2D]
+    for cat in (categories.DEPTHWISE_CONV2D, categories.SPLIT, categories.CONCAT,
+                categories.PADDING, categories.POOLING, categories.MEAN,
+                categories.FULLY_CONNECTED):
         assert cat in cats
     # the exporter's shape arithmetic for Pad is folded away: no shape-only ops remain
     assert not {"Shape", "ConstantOfShape", "Slice", "Cast"} & {op.type for op in g.ops}
     sess = ort.InferenceSession(onnx_models["fixed"], providers=["CPUExecutionProvider"])
     (y,) = sess.run(None, {sess.get_inputs()[0].name: np.zeros((1, 3, 32, 32), np.float32)})
     assert g.tensors[g.outputs[0]].shape == y.shape
-    grouped = next(op for op in g.ops if op.category == C.GROUPED_CONV2D)
+    grouped = next(op for op in g.ops if op.category == categories.GROUPED_CONV2D)
     assert op_macs(g, grouped) == 16 * 16 * 32 * 9 * (16 // 4)
     pool = next(op for op in g.ops if op.type == "MaxPool")
     assert g.activation_inputs(pool)[0].shape == (1, 32, 18, 18)
-    fc = next(op for op in g.ops if op.category == C.FULLY_CONNECTED)
+    fc = next(op for op in g.ops if op.category == categories.FULLY_CONNECTED)
     assert (fc.attrs["in_features"], fc.attrs["out_features"]) == (32, 10)
 
 
 def test_onnx_same_features_as_tflite_layout_free(onnx_models):
     """NCHW features equal what the same op would give in NHWC: (H, W, C) come from the layout."""
     g = read_model(onnx_models["fixed"])
-    dw = next(op for op in g.ops if op.category == C.DEPTHWISE_CONV2D)
+    dw = next(op for op in g.ops if op.category == categories.DEPTHWISE_CONV2D)
     f = op_features(g, dw)
     assert (f["input_hw"], f["input_c"], f["kernel_hw"], f["filters"]) == (16, 32, 5, 32)
 
@@ -287,13 +269,8 @@ def test_onnx_symbolic_input_needs_shape(onnx_models):
 
 # -- CLI -----------------------------------------------------------------------------------------
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "latpred", *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
-
-
 def test_inspect_json(tflite_models, onnx_models):
-    r = _cli("inspect", tflite_models["mixed_fp32"], "--json")
+    r = run_cli("inspect", tflite_models["mixed_fp32"], "--json")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     g = read_model(tflite_models["mixed_fp32"])
@@ -303,7 +280,7 @@ def test_inspect_json(tflite_models, onnx_models):
     for o, op in zip(info["ops"], g.ops):
         assert {"index", "type", "category", "inputs", "outputs", "macs", "features"} <= set(o)
         assert o["outputs"] == [list(g.tensors[t].shape) for t in op.outputs]
-    r = _cli("inspect", onnx_models["dynamic"], "--input-shape", "1,3,32,32")
+    r = run_cli("inspect", onnx_models["dynamic"], "--input-shape", "1,3,32,32")
     assert r.returncode == 0 and "GroupedConv2D" in r.stdout
 
 
@@ -312,7 +289,7 @@ def test_bad_files_one_line(tmp_path, content):
     p = tmp_path / "bad.tflite"
     if content is not None:
         p.write_bytes(content)
-    r = _cli("inspect", str(p))
+    r = run_cli("inspect", str(p))
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("latpred: ")
     assert "Traceback" not in r.stderr
@@ -324,7 +301,7 @@ def test_onnx_that_does_not_validate(tmp_path, onnx_models):
     m.graph.node[0].input[0] = "no_such_tensor"
     p = tmp_path / "broken.onnx"
     onnx.save(m, str(p))
-    r = _cli("inspect", str(p))
+    r = run_cli("inspect", str(p))
     assert r.returncode == 2 and "does not validate" in r.stderr and r.stderr.count("\n") == 1
 
 

@@ -11,6 +11,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from conftest import run_python
 from latpred.errors import LatpredError
 from latpred.sources import nas
 
@@ -110,7 +111,7 @@ def test_cli_rejects_bad_arguments_without_traceback(capsys, tmp_path):
 def test_zoo_list_has_the_papers_real_world_models(capsys):
     from latpred.cli import main
     from latpred.sources.zoo import MANIFEST_PATH, REAL_WORLD_NAMES
-    # The issue's list (from the authors' scripts) names 104 models; the paper reports 102.
+    # The authors' comparison scripts name 104 models; the paper reports 102.
     assert len(REAL_WORLD_NAMES) == len(set(REAL_WORLD_NAMES)) == 104
     with open(MANIFEST_PATH, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -264,13 +265,11 @@ def test_zoo_build_grouped_model_and_record_failures(tmp_path, monkeypatch):
 
 
 def test_importing_sources_and_commands_does_not_import_tensorflow():
-    import subprocess
-    import sys
     code = ("import sys, latpred.sources.nas, latpred.sources.export, latpred.sources.zoo, "
             "latpred.sources.keras_build, latpred.sources.compat, latpred.commands.nas, "
             "latpred.commands.zoo, argparse; sub = argparse.ArgumentParser().add_subparsers(); "
             "latpred.commands.nas.register(sub); latpred.commands.zoo.register(sub); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('tensorflow', 'tf_keras', 'tf2onnx', 'tf2cv')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = run_python("-c", code, check=True)
     assert out.stdout.strip() == "[]"

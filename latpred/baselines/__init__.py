@@ -1,4 +1,4 @@
-"""Baselines the paper's method is compared with (issue 7, paper §5.6): what a user would pick instead.
+"""Baselines the paper's method is compared with (paper §5.6): what a user would pick instead.
 
 Every baseline learns from the same op-level frame as our predictors
 (:meth:`latpred.store.ProfileStore.frame`, one row per measured op, one scenario) and

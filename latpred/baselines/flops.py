@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import categories as C
+from .. import categories
 
-MAC_CATEGORIES = (*C.CONV_CATEGORIES, C.FULLY_CONNECTED)
+MAC_CATEGORIES = (*categories.CONV_CATEGORIES, categories.FULLY_CONNECTED)
 
 
 def model_macs(ops: pd.DataFrame) -> pd.Series:

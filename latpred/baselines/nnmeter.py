@@ -34,7 +34,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .. import categories as C
+from .. import categories
 
 # nn-Meter predictor_lib.py, tflite_cpu / tflite_gpu (max_depth, n_estimators, max_features);
 # all use min_samples_leaf=1, min_samples_split=2, random_state=10.
@@ -64,25 +64,25 @@ def _col(ops: pd.DataFrame, name: str) -> np.ndarray:
 
 def kernel_type(category: str, op_type: str) -> str:
     """The nn-Meter kernel type an op of ``category``/``op_type`` is predicted with."""
-    if category in (C.CONV2D, C.GROUPED_CONV2D):
+    if category in (categories.CONV2D, categories.GROUPED_CONV2D):
         return "conv"
-    if category == C.DEPTHWISE_CONV2D:
+    if category == categories.DEPTHWISE_CONV2D:
         return "dwconv"
-    if category == C.FULLY_CONNECTED:
+    if category == categories.FULLY_CONNECTED:
         return "fc"
-    if category == C.POOLING:
+    if category == categories.POOLING:
         return "maxpool" if "max" in str(op_type).lower() else "avgpool"
-    if category == C.MEAN:
+    if category == categories.MEAN:
         return "global-avgpool"
-    if category == C.SPLIT:
+    if category == categories.SPLIT:
         return "split"
-    if category == C.CONCAT:
+    if category == categories.CONCAT:
         return "concat"
-    if category == C.ELEMENTWISE:
-        if op_type in C.BINARY_ELEMENTWISE_TYPES:
+    if category == categories.ELEMENTWISE:
+        if op_type in categories.BINARY_ELEMENTWISE_TYPES:
             return "add"
         return "hswish" if str(op_type).upper() in ("HARD_SWISH", "HARDSWISH") else "relu"
-    if category == C.PADDING:
+    if category == categories.PADDING:
         return "pad"
     return "other"
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 
 from ..errors import LatpredError
-from ..metrics import frm as F
-from ..metrics import inputs as I
+from ..metrics import frm, inputs
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "frm", help="rank models by FRM (FLOPs x latency x memory vs a baseline)",
         description="FRM = (ratio_flops x ratio_latency x ratio_memory)^(1/3), each ratio model over "
-                    "baseline on the same device (lower = more efficient). " + F.FLOPS_CONVENTION
-                    + "; " + F.MEMORY_CONVENTION + ". With both --predictor and --measured, also "
+                    "baseline on the same device (lower = more efficient). " + frm.FLOPS_CONVENTION
+                    + "; " + frm.MEMORY_CONVENTION + ". With both --predictor and --measured, also "
                     "Spearman rho between FRM from predicted and from measured latency.")
     p.add_argument("models", nargs="+", metavar="MODEL", help=".tflite or .onnx files")
     p.add_argument("--baseline", required=True, metavar="MODEL",
@@ -36,27 +35,27 @@ def register(sub) -> None:
 def compute(args) -> dict:
     if not args.predictor and not args.measured:
         raise LatpredError("give --predictor P and/or --measured STORE for the latency")
-    models = I.load_models(args.models, input_shape=args.input_shape)
-    baseline = I.resolve_baseline(models, args.baseline)
-    facts = F.read_model_facts(args.accuracy) if args.accuracy else None
+    models = inputs.load_models(args.models, input_shape=args.input_shape)
+    baseline = inputs.resolve_baseline(models, args.baseline)
+    facts = frm.read_model_facts(args.accuracy) if args.accuracy else None
     sources: dict = {}
     lat_pred = lat_meas = None
     notes: list[str] = []
     pred_scen = None
     if args.predictor:
-        predictor = I.load_predictor(args.predictor)
-        pred_scen = I.predictor_scenario(predictor)
-        lat_pred = I.predicted_latency(predictor, models)
+        predictor = inputs.load_predictor(args.predictor)
+        pred_scen = inputs.predictor_scenario(predictor)
+        lat_pred = inputs.predicted_latency(predictor, models)
         sources["predicted"] = {"predictor": args.predictor, "scenario": pred_scen}
     if args.measured:
-        lat_meas, scen, match_notes = I.measured_latency(args.measured, models, args.scenario,
+        lat_meas, scen, match_notes = inputs.measured_latency(args.measured, models, args.scenario,
                                                          prefer=pred_scen)
         notes += match_notes
         sources["measured"] = {"store": args.measured, "scenario": scen}
         if pred_scen and pred_scen != scen:
             notes.append(f"predictor scenario {pred_scen} differs from measured scenario {scen}")
-    accuracy = I.facts_for(models, facts, "accuracy")
-    energy = I.facts_for(models, facts, "energy")
+    accuracy = inputs.facts_for(models, facts, "accuracy")
+    energy = inputs.facts_for(models, facts, "energy")
     if energy is not None:
         import math
         if math.isnan(energy[[m.name for m in models].index(baseline)]):
@@ -64,7 +63,7 @@ def compute(args) -> dict:
             energy = None
     if facts is not None and facts.attrs.get("accuracy_percent"):
         notes.append("accuracy read as percent")
-    df, rho = F.frm_table([m.name for m in models], [m.flops for m in models],
+    df, rho = frm.frm_table([m.name for m in models], [m.flops for m in models],
                           [m.memory_bytes for m in models], lat_pred, lat_meas, baseline,
                           accuracy=accuracy, energy=energy)
     by_name = {m.name: m for m in models}
@@ -82,11 +81,12 @@ def run(args) -> int:
         plot_frm(df, args.plot)
     if args.json:
         out = {"baseline": df.attrs["baseline"], "latency_source": df.attrs["latency_source"],
-               "sources": res["sources"], "flops_convention": F.FLOPS_CONVENTION,
-               "memory_convention": F.MEMORY_CONVENTION,
+               "sources": res["sources"], "flops_convention": frm.FLOPS_CONVENTION,
+               "memory_convention": frm.MEMORY_CONVENTION,
                "frm_definition": "(ratio_flops * ratio_latency * ratio_memory) ** (1/3), ratios = "
                                  "model / baseline on the same device; lower is more efficient",
-               "models": F.table_records(df), "summary": F.summary(df, rho), "notes": res["notes"]}
+               "models": frm.table_records(df), "summary": frm.summary(df, rho),
+               "notes": res["notes"]}
         if "frm_measured" in df:
             out["spearman_rho"] = rho
         print(json.dumps(out, indent=2))
@@ -99,7 +99,7 @@ def run(args) -> int:
     if "measured" in src:
         head.append(f"measured latency: {src['measured']['store']} ({src['measured']['scenario']})")
     print("; ".join(head))
-    print(F.format_frm_table(df, rho))
+    print(frm.format_frm_table(df, rho))
     for note in res["notes"]:
         print(f"note: {note}")
     if args.plot:

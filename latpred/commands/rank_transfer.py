@@ -10,9 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LatpredError
-from ..metrics import frm as F
-from ..metrics import inputs as I
-from ..metrics import transfer as T
+from ..metrics import frm, inputs, transfer
 
 FLOPS_DEVICE = "flops (virtual device)"
 
@@ -36,10 +34,12 @@ def register(sub) -> None:
                    help="use only these store scenarios (repeatable)")
     p.add_argument("--target", metavar="S", help="target scenario for proxy selection "
                                                  "(default: every scenario in turn)")
-    p.add_argument("-k", type=int, default=T.DEFAULT_SAMPLES,
-                   help=f"measured sample models on the target (default {T.DEFAULT_SAMPLES})")
-    p.add_argument("--threshold", type=float, default=T.DEFAULT_THRESHOLD,
-                   help=f"SRCC a proxy must reach (default {T.DEFAULT_THRESHOLD}, seed 004 §6.3.1)")
+    p.add_argument("-k", type=int, default=transfer.DEFAULT_SAMPLES,
+                   help="measured sample models on the target "
+                        f"(default {transfer.DEFAULT_SAMPLES})")
+    p.add_argument("--threshold", type=float, default=transfer.DEFAULT_THRESHOLD,
+                   help="SRCC a proxy must reach "
+                        f"(default {transfer.DEFAULT_THRESHOLD}, seed 004 §6.3.1)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the sample models")
     p.add_argument("--accuracy", metavar="CSV", help="CSV model,accuracy: Pareto-set transfer")
     p.add_argument("--no-flops-device", action="store_true",
@@ -55,7 +55,7 @@ def gather(args) -> dict:
     """Latency table (rows: model hash, columns: scenario), names, FLOPs and memory."""
     if not (0 < args.threshold <= 1):
         raise LatpredError("--threshold must be in (0, 1]")
-    models = I.load_models(args.models, args.input_shape) if args.models else []
+    models = inputs.load_models(args.models, args.input_shape) if args.models else []
     names: dict[str, str] = {m.sha256: m.name for m in models}
     costs: dict[str, tuple[int, int]] = {m.sha256: (m.flops, m.memory_bytes) for m in models}
     columns: dict[str, pd.Series] = {}
@@ -64,10 +64,10 @@ def gather(args) -> dict:
     for src in args.sources:
         if not os.path.exists(src):
             raise LatpredError(f"{src}: no such profile store or predictor bundle")
-        if I.is_profile_store(src):
-            store = I.open_store(src)
+        if inputs.is_profile_store(src):
+            store = inputs.open_store(src)
             try:
-                rows = I.ok_rows(store)
+                rows = inputs.ok_rows(store)
             finally:
                 store.close()
             if args.scenario:
@@ -83,12 +83,13 @@ def gather(args) -> dict:
         else:
             if not models:
                 raise LatpredError(f"{src}: a predictor bundle needs --models to predict")
-            predictor = I.load_predictor(src)
-            scen = I.predictor_scenario(predictor) or os.path.splitext(os.path.basename(src))[0]
+            predictor = inputs.load_predictor(src)
+            scen = (inputs.predictor_scenario(predictor)
+                    or os.path.splitext(os.path.basename(src))[0])
             label = f"predicted:{scen}"
             if label in columns:
                 label = f"{label} [{os.path.basename(src)}]"
-            columns[label] = pd.Series(I.predicted_latency(predictor, models),
+            columns[label] = pd.Series(inputs.predicted_latency(predictor, models),
                                        index=[m.sha256 for m in models])
             kinds[label] = "predicted"
     if not columns:
@@ -103,9 +104,9 @@ def gather(args) -> dict:
     else:       # model files the stores recorded, where they are still there and unchanged
         from ..readers import read_model
         for h, path in store_paths.items():
-            if h in table.index and os.path.isfile(path) and I.file_sha256(path) == h:
+            if h in table.index and os.path.isfile(path) and inputs.file_sha256(path) == h:
                 try:
-                    costs[h] = tuple(F.model_costs(read_model(path))[k]
+                    costs[h] = tuple(frm.model_costs(read_model(path))[k]
                                      for k in ("flops", "memory_bytes"))
                 except LatpredError:
                     pass
@@ -127,12 +128,12 @@ def _unique_labels(index, names: dict) -> dict:
 def compute(args) -> dict:
     g = gather(args)
     table, names = g["table"], g["names"]
-    lat_srcc = T.srcc_matrix(table)
-    n_common = T.common_counts(table)
+    lat_srcc = transfer.srcc_matrix(table)
+    n_common = transfer.common_counts(table)
     real = [c for c in table.columns if g["kinds"][c] != "virtual"]
-    frm = T.frm_table_by_scenario(table[real], g["flops"], g["memory"])
-    frm_srcc = T.srcc_matrix(frm) if len(frm) >= 3 else None
-    facts = F.read_model_facts(args.accuracy) if args.accuracy else None
+    frm_by_scenario = transfer.frm_table_by_scenario(table[real], g["flops"], g["memory"])
+    frm_srcc = transfer.srcc_matrix(frm_by_scenario) if len(frm_by_scenario) >= 3 else None
+    facts = frm.read_model_facts(args.accuracy) if args.accuracy else None
     acc = None
     if facts is not None and "accuracy" in facts:
         acc = pd.Series({h: facts["accuracy"].get(n, np.nan) for h, n in names.items()})
@@ -143,13 +144,14 @@ def compute(args) -> dict:
     for tgt in targets:
         if table[tgt].notna().sum() < 3:
             continue
-        choice = T.select_proxy(table, tgt, k=args.k, threshold=args.threshold, seed=args.seed)
+        choice = transfer.select_proxy(table, tgt, k=args.k, threshold=args.threshold,
+                                       seed=args.seed)
         entry = choice.as_dict()
         entry["samples"] = [names[h] for h in choice.samples]
         entry["srcc_all_models"] = {s: _f(lat_srcc.loc[tgt, s]) for s in choice.srcc}
         if choice.proxy and acc is not None and acc.notna().sum() >= 2:
             try:
-                pt = T.pareto_transfer(table[choice.proxy], table[tgt], acc)
+                pt = transfer.pareto_transfer(table[choice.proxy], table[tgt], acc)
             except LatpredError as exc:
                 pt = {"error": str(exc)}
             for key in ("source_front", "target_front", "common", "missed", "extra"):
@@ -158,7 +160,7 @@ def compute(args) -> dict:
             entry["pareto_transfer"] = pt
         proxies.append(entry)
     return {"table": table, "names": names, "kinds": g["kinds"], "latency_srcc": lat_srcc,
-            "n_common": n_common, "frm": frm, "frm_srcc": frm_srcc, "proxies": proxies,
+            "n_common": n_common, "frm": frm_by_scenario, "frm_srcc": frm_srcc, "proxies": proxies,
             "accuracy": acc is not None}
 
 
@@ -207,7 +209,7 @@ def run(args) -> int:
                "proxies": res["proxies"],
                "notes": ["SRCC over the models both scenarios have",
                          "FRM ranks do not depend on the baseline, so neither does FRM SRCC",
-                         F.FLOPS_CONVENTION, F.MEMORY_CONVENTION]}
+                         frm.FLOPS_CONVENTION, frm.MEMORY_CONVENTION]}
         print(json.dumps(out, indent=2))
         return 0
     cols = list(table.columns)
@@ -218,7 +220,7 @@ def run(args) -> int:
     print("\n".join(_format_matrix(res["latency_srcc"])))
     if res["frm_srcc"] is not None:
         print(f"\nSRCC of FRM ({len(res['frm'])} models with FLOPs and memory known; "
-              f"{F.FLOPS_CONVENTION}; {F.MEMORY_CONVENTION}):")
+              f"{frm.FLOPS_CONVENTION}; {frm.MEMORY_CONVENTION}):")
         frm_cols = list(res["frm_srcc"].columns)
         print("  (" + ", ".join(f"S{cols.index(c) + 1}" for c in frm_cols) + ")")
         print("\n".join(_format_matrix(res["frm_srcc"])))

@@ -8,9 +8,7 @@ import os
 import numpy as np
 
 from ..errors import LatpredError
-from ..metrics import frm as F
-from ..metrics import inputs as I
-from ..metrics import selection as S
+from ..metrics import frm, inputs, selection
 
 
 def register(sub) -> None:
@@ -27,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("--scenario", help="scenario in STORE")
     p.add_argument("--accuracy", metavar="CSV", help="CSV with columns model, accuracy")
     p.add_argument("--limits", help="limits in ms: 1,2,5 or START:STOP:STEP "
-                                    f"(default {S.DEFAULT_STEPS} spanning the latencies)")
+                                    f"(default {selection.DEFAULT_STEPS} spanning the latencies)")
     p.add_argument("--input-shape", help="fix symbolic ONNX input dims, e.g. 1,3,224,224")
     p.add_argument("--plot", metavar="PNG", help="write FP/FN (and accuracy) vs limit")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -35,9 +33,9 @@ def register(sub) -> None:
 
 
 def _store_model_files(store_path: str, scenario: str | None) -> list[str]:
-    store = I.open_store(store_path)
+    store = inputs.open_store(store_path)
     try:
-        rows = I.ok_rows(store, scenario)
+        rows = inputs.ok_rows(store, scenario)
     finally:
         store.close()
     paths = sorted({p for p in rows["model_path"].dropna() if os.path.isfile(p)})
@@ -49,22 +47,24 @@ def _store_model_files(store_path: str, scenario: str | None) -> list[str]:
 
 def compute(args) -> dict:
     paths = args.models or _store_model_files(args.measured, args.scenario)
-    models = I.load_models(paths, args.input_shape)
-    predictor = I.load_predictor(args.predictor)
-    pred_scen = I.predictor_scenario(predictor)
-    pred = I.predicted_latency(predictor, models)
-    meas, scen, notes = I.measured_latency(args.measured, models, args.scenario, prefer=pred_scen)
+    models = inputs.load_models(paths, args.input_shape)
+    predictor = inputs.load_predictor(args.predictor)
+    pred_scen = inputs.predictor_scenario(predictor)
+    pred = inputs.predicted_latency(predictor, models)
+    meas, scen, notes = inputs.measured_latency(args.measured, models, args.scenario,
+                                                prefer=pred_scen)
     if pred_scen and pred_scen != scen:
         notes.append(f"predictor scenario {pred_scen} differs from measured scenario {scen}")
-    facts = F.read_model_facts(args.accuracy) if args.accuracy else None
-    acc = I.facts_for(models, facts, "accuracy")
-    limits = S.parse_limits(args.limits) if args.limits else S.default_limits(meas, pred)
+    facts = frm.read_model_facts(args.accuracy) if args.accuracy else None
+    acc = inputs.facts_for(models, facts, "accuracy")
+    limits = (selection.parse_limits(args.limits) if args.limits
+              else selection.default_limits(meas, pred))
     names = [m.name for m in models]
-    curve = S.selection_curve(names, pred, meas, limits, acc)
+    curve = selection.selection_curve(names, pred, meas, limits, acc)
     return {"models": [{"name": n, "predicted_ms": p, "measured_ms": m,
                         "accuracy": None if acc is None or np.isnan(acc[i]) else acc[i]}
                        for i, (n, p, m) in enumerate(zip(names, pred, meas))],
-            "curve": curve, "summary": S.curve_summary(curve), "scenario": scen,
+            "curve": curve, "summary": selection.curve_summary(curve), "scenario": scen,
             "predictor_scenario": pred_scen, "notes": notes}
 
 
@@ -77,7 +77,7 @@ def run(args) -> int:
     if args.json:
         out = {"predictor": args.predictor, "predictor_scenario": res["predictor_scenario"],
                "store": args.measured, "scenario": res["scenario"], "models": res["models"],
-               "limits": F.table_records(curve), "summary": res["summary"],
+               "limits": frm.table_records(curve), "summary": res["summary"],
                "notes": res["notes"]}
         print(json.dumps(out, indent=2))
         return 0

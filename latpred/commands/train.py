@@ -1,7 +1,7 @@
 """`latpred train STORE --method lasso|rf|gbdt|mlp|all --out P`: fit per-category predictors.
 
 With one method, P is the bundle file. With ``all``, P is a folder (created if needed) that gets one
-bundle per method: ``P/lasso.joblib``, ``P/rf.joblib``, ``P/gbdt.joblib``, ``P/mlp.joblib``."""
+bundle per method: ``P/lasso.latpred``, ``P/rf.latpred``, ``P/gbdt.latpred``, ``P/mlp.latpred``."""
 from __future__ import annotations
 
 import os
@@ -17,7 +17,8 @@ def register(sub) -> None:
         description="Fit one latency model per op category (or GPU kernel type) of one scenario on "
                     "the mean squared percentage error, estimate the framework overhead, and save "
                     "everything as a predictor bundle. With --method all, --out is a folder that "
-                    "gets one bundle per method (lasso.joblib, rf.joblib, gbdt.joblib, mlp.joblib).")
+                    "gets one bundle per method (lasso.latpred, rf.latpred, gbdt.latpred, "
+                    "mlp.latpred).")
     p.add_argument("store", metavar="STORE", help="profile store written by `latpred profile`")
     p.add_argument("--scenario", help="scenario id (may be left out when the store holds one)")
     p.add_argument("--method", required=True, choices=METHODS + ("all",))
@@ -65,7 +66,7 @@ def bundle_paths(out: str, methods: tuple[str, ...], all_methods: bool) -> dict[
     if not os.path.isdir(parent):
         raise LatpredError(f"{out}: folder {parent} does not exist")
     os.makedirs(out, exist_ok=True)
-    return {m: os.path.join(out, f"{m}.joblib") for m in methods}
+    return {m: os.path.join(out, f"{m}.latpred") for m in methods}
 
 
 def run(args) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import categories as C
+from .. import categories
 from ..errors import LatpredError
 from ..features import FEATURES, op_features
 from ..ir import ModelGraph, Op, spatial
@@ -110,12 +110,12 @@ def _name_kernel(graph: ModelGraph, node: DelegateNode, gpu: GpuSpec, rules: Rul
     op = graph.ops[node.main_op]
     dispatches = 1
     if node.activation is not None:          # fused activation kept apart (fusion disabled)
-        name, category = node.activation, C.ELEMENTWISE
+        name, category = node.activation, categories.ELEMENTWISE
     elif op.type in _CONV_TYPES:
         name, dispatches = select_kernel(graph, op, gpu, rules, selection=selection)
         category = name
     elif op.type == "FULLY_CONNECTED":
-        name, category = op.type, C.FULLY_CONNECTED
+        name, category = op.type, categories.FULLY_CONNECTED
     else:
         name, category = op.type, op.category
     return Kernel(kernel=name, category=category, ops=list(node.ops), main_op=node.main_op,
@@ -151,7 +151,7 @@ def _activation_features(graph: ModelGraph, op: Op) -> dict[str, float]:
     """A split-off activation reads the op's output tensor."""
     h, w, c = spatial(graph.tensors[op.outputs[0]].shape, graph.layout)
     f = {"input_hw": float(h if h == w else (h * w) ** 0.5), "input_c": float(c), "input_size": float(h * w * c)}
-    return {k: f.get(k, 0.0) for k in FEATURES[C.ELEMENTWISE]}
+    return {k: f.get(k, 0.0) for k in FEATURES[categories.ELEMENTWISE]}
 
 
 def kernel_feature_rows(graph: ModelGraph, kernel_graph: KernelGraph) -> list[tuple[str, dict[str, float]]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .. import categories as C
+from .. import categories
 from ..ir import ModelGraph, Op, spatial
 from .rules import GpuSpec, RuleSet
 
@@ -77,7 +77,7 @@ def select_kernel(graph: ModelGraph, op: Op, gpu: GpuSpec, rules: RuleSet,
                   selection: bool = True) -> tuple[str, int]:
     """(kernel type, GPU dispatches) for a convolution op. With ``selection=False`` every conv keeps
     its op category (no Winograd): the "w/o kernel selection" baseline of the paper's Fig. 20."""
-    if op.type == "DEPTHWISE_CONV_2D" or op.category == C.DEPTHWISE_CONV2D:
+    if op.type == "DEPTHWISE_CONV_2D" or op.category == categories.DEPTHWISE_CONV2D:
         return DEPTHWISE_CONV2D, 1
     if int(op.attrs.get("groups", 1)) > 1:
         return GROUPED_CONV2D, 1

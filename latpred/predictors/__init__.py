@@ -9,13 +9,13 @@ Training: ``LatencyPredictor(method=...).fit(store.frame(scenario))``, then ``.s
 Methods and their search spaces: :mod:`latpred.predictors.methods`.
 """
 from .bundle import BUNDLE_VERSION, Bundle, Fallback, load_bundle, save_bundle
-from .estimator import LatencyPredictor
+from .estimator import LatencyPredictor, load
 from .evaluate import Evaluation, evaluate
 from .methods import METHODS, CategoryModel, fit_category, mape, mspe
-from .predict import OpRow, Prediction, Predictor, load, op_rows
+from .predict import OpRow, Prediction, Predictor, frame_rows, op_rows
 from .train import MIN_SAMPLES, fit_overhead, read_model_list, select_models
 
-__all__ = ["LatencyPredictor", "load", "Predictor", "Prediction", "OpRow", "op_rows",
+__all__ = ["LatencyPredictor", "load", "Predictor", "Prediction", "OpRow", "op_rows", "frame_rows",
            "save_bundle", "load_bundle", "Bundle", "Fallback", "evaluate", "Evaluation",
            "METHODS", "CategoryModel", "fit_category", "mape", "mspe", "MIN_SAMPLES",
            "fit_overhead", "read_model_list", "select_models", "BUNDLE_VERSION"]

@@ -122,7 +122,7 @@ def library_versions() -> dict[str, str]:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
             if dist == "latpred":
-                from .. import __version__
+                from ..version import __version__
                 out[dist] = __version__
     return out
 

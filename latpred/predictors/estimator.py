@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -35,10 +34,11 @@ from sklearn.base import BaseEstimator
 from ..cpu.fusion import runtime_folds
 from ..cpu.kernels import kernel_candidates, uses_cpu_kernels
 from ..errors import LatpredError
+from ..ir import ModelGraph
 from ..scenario import Scenario
 from .bundle import Bundle, category_features, library_versions, load_bundle, save_bundle
 from .methods import DEFAULT_OVERHEAD, METHODS, OBJECTIVES, OVERHEAD_STATISTICS, fit_category
-from .predict import Predictor
+from .predict import Predictor, frame_rows
 from .train import (MIN_SAMPLES, REFINING_METHODS, REQUIRED_COLUMNS, feature_matrix,
                     fit_fallback, fit_overhead, model_key, op_types, select_scenario,
                     trainer_machine)
@@ -258,12 +258,18 @@ class LatencyPredictor(Predictor, BaseEstimator):
         return self._set_state(bundle)
 
     # -- predicting ------------------------------------------------------------------------------
-    def predict(self, X: pd.DataFrame | Iterable[Any]) -> pd.Series | np.ndarray:
-        """End-to-end latency (ms, overhead included): per model of a frame of op rows (a Series
-        indexed by model), or one per model file / ModelGraph given (an array)."""
+    def predict(self, X):
+        """End-to-end latency (ms, overhead included).
+
+        - a frame of op rows: a Series indexed by model;
+        - a list of model files / ModelGraphs: an array, one per model;
+        - one model file or ModelGraph: its :class:`~latpred.predictors.predict.Prediction`
+          (``latency_ms`` and the per-op breakdown ``ops``), as ``latpred.load(p).predict(m)``."""
         if isinstance(X, pd.DataFrame):
             _, preds = self._frame_predictions(X)
             return pd.Series({p.model: p.latency_ms for p in preds}, dtype=np.float64)
+        if isinstance(X, (str, os.PathLike, ModelGraph)):
+            return self.predict_many([X])[0]
         return np.array([p.latency_ms for p in self.predict_many(X)], dtype=np.float64)
 
     def predict_models(self, X: pd.DataFrame) -> pd.Series:
@@ -280,10 +286,14 @@ class LatencyPredictor(Predictor, BaseEstimator):
 
     def _frame_predictions(self, ops: pd.DataFrame):
         """(row positions per model, Predictions) for the models of the op frame ``ops``."""
-        from .evaluate import frame_rows
         ops = self.encode(ops)
         groups = [(name, g) for name, g in
                   ops.assign(_pos=np.arange(len(ops))).groupby("model", sort=False)]
         preds = self.predict_rows_many([frame_rows(g, self) for _, g in groups],
                                        [str(n) for n, _ in groups])
         return [g["_pos"].to_numpy() for _, g in groups], preds
+
+
+def load(path: str | os.PathLike) -> LatencyPredictor:
+    """Load a bundle file written by ``latpred train`` as a fitted :class:`LatencyPredictor`."""
+    return LatencyPredictor.load(path)

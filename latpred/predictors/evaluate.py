@@ -12,9 +12,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from ..features import FOLDED
 from ..errors import LatpredError
-from .predict import OpRow, Predictor
+from .predict import Predictor, frame_rows
 from .train import model_key, select_scenario
 
 ACCURACY_BANDS = (0.01, 0.05, 0.10)
@@ -66,21 +65,6 @@ def held_out(frame: pd.DataFrame, predictor: Predictor) -> pd.DataFrame:
     if hashes and "model_hash" in frame.columns:
         return frame[~frame["model_hash"].astype(str).isin(hashes)]
     return frame[~frame["model"].astype(str).isin(names)]
-
-
-def frame_rows(rows: pd.DataFrame, predictor: Predictor) -> list[OpRow]:
-    """OpRows from stored op rows, with the features each category model expects."""
-    out = []
-    cats = rows["category"].astype(str).to_numpy()
-    idx = rows["op_index"].to_numpy() if "op_index" in rows.columns else np.arange(len(rows))
-    types = rows["op_type"].astype(str).to_numpy() if "op_type" in rows.columns else cats
-    cols = {c: rows[c].to_numpy(dtype=np.float64) for c in rows.columns
-            if c in {n for names in predictor.bundle.features.values() for n in names}
-            or c in ("input_size", "output_size", "param_size", FOLDED)}
-    for i in range(len(rows)):
-        feats = {n: v[i] for n, v in cols.items() if v[i] == v[i]}   # NaN: feature n/a
-        out.append(OpRow(int(idx[i]), types[i], cats[i], feats))
-    return out
 
 
 def evaluate(predictor: Predictor, frame: pd.DataFrame, *, models: Iterable[str] | None = None,

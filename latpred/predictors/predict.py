@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LatpredError
+from ..features import FOLDED
 from ..ir import ModelGraph
 from ..scenario import Scenario
 from .bundle import Bundle
@@ -202,7 +203,6 @@ class Predictor:
         # ops the runtime folds into the next op cost nothing and need no model
         fused = np.zeros(len(flat), dtype=bool)
         if self.bundle.training.get("cpu_fusion"):
-            from ..features import FOLDED
             fused = np.array([bool(r.features.get(FOLDED, 0.0)) for r in flat], dtype=bool)
         by_cat: dict[str, list[int]] = {}
         for pos, r in enumerate(flat):
@@ -257,8 +257,16 @@ class Predictor:
                         "latency-per-element fallback", self.bundle.method, cats)
 
 
-def load(path: str | os.PathLike):
-    """Load a bundle file written by ``latpred train`` as a fitted
-    :class:`~latpred.predictors.estimator.LatencyPredictor`."""
-    from .estimator import LatencyPredictor
-    return LatencyPredictor.load(path)
+def frame_rows(rows: pd.DataFrame, predictor: Predictor) -> list[OpRow]:
+    """OpRows from stored op rows, with the features each category model expects."""
+    out = []
+    cats = rows["category"].astype(str).to_numpy()
+    idx = rows["op_index"].to_numpy() if "op_index" in rows.columns else np.arange(len(rows))
+    types = rows["op_type"].astype(str).to_numpy() if "op_type" in rows.columns else cats
+    cols = {c: rows[c].to_numpy(dtype=np.float64) for c in rows.columns
+            if c in {n for names in predictor.bundle.features.values() for n in names}
+            or c in ("input_size", "output_size", "param_size", FOLDED)}
+    for i in range(len(rows)):
+        feats = {n: v[i] for n, v in cols.items() if v[i] == v[i]}   # NaN: feature n/a
+        out.append(OpRow(int(idx[i]), types[i], cats[i], feats))
+    return out

@@ -140,6 +140,16 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
                           {"warmup": warmup, "runs_max": runs, "budget_s": budget_s})
 
     summary = ProfileSummary(store=st.path)
+    if dev.key == HOST:   # refuse before measuring anything: this store's scenarios of this setup
+        prefix = Scenario(dev.key, hardware, "fp32", runtime, version).id.rsplit("/", 1)[0] + "/"
+        try:
+            for known in st.scenarios():
+                if known.startswith(prefix):
+                    st.check_cpu(known, this_cpu())
+        except LatpredError:
+            if own_store:
+                st.close()
+            raise
     op_cvs: list[float] = []
     e2e_cvs: list[float] = []
     scen_seen: set[str] = set()

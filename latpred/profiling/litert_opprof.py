@@ -21,7 +21,7 @@ default is one XNNPACK thread); ops under 1 us read as 0 ms.
 """
 from __future__ import annotations
 
-import ctypes as C
+import ctypes
 import os
 import struct
 import time
@@ -34,7 +34,7 @@ from .litert import (DEFAULT_BUDGET_S, DEFAULT_RUNS, DEFAULT_WARMUP, Timing, lit
                      random_array, run_count, summarize)
 from .xnn_align import align
 
-_VP = C.c_void_p
+_VP = ctypes.c_void_p
 _PROFILING_TOML = b"enable_profiling = true\n"
 _RUNTIME_OPTIONS_ID = b"runtime_options_string"
 _HW_CPU = 1
@@ -49,12 +49,12 @@ _EVENT_SIZES = (104, 88, 96, 112, 120)
 INTERLEAVE_BLOCK = 3   # timed and profiled runs alternate in blocks of this many   # 104 on ai-edge-litert 2.3.0 (checked against the data)
 
 
-class _Layout(C.Structure):
-    _fields_ = [("packed", C.c_uint32), ("dims", C.c_int32 * 8), ("strides", C.c_uint32 * 8)]
+class _Layout(ctypes.Structure):
+    _fields_ = [("packed", ctypes.c_uint32), ("dims", ctypes.c_int32 * 8), ("strides", ctypes.c_uint32 * 8)]
 
 
-class _RankedType(C.Structure):
-    _fields_ = [("element_type", C.c_int32), ("layout", _Layout)]
+class _RankedType(ctypes.Structure):
+    _fields_ = [("element_type", ctypes.c_int32), ("layout", _Layout)]
 
 
 _LIB = None
@@ -68,7 +68,7 @@ def _lib():
         if not os.path.isfile(path):
             raise LatpredError(f"this ai-edge-litert build has no libLiteRt.so ({path}); in-graph "
                                "op profiling needs it (use --op-timing isolated)")
-        _LIB = C.CDLL(path)
+        _LIB = ctypes.CDLL(path)
     return _LIB
 
 
@@ -85,33 +85,33 @@ class _CompiledModel:
         self.lib = lib
         self.env, self.model, self.options, self.cm = _VP(), _VP(), _VP(), _VP()
         self.buffers: list[_VP] = []
-        self._bytes = C.create_string_buffer(content, len(content))  # the model points into it
-        _check(lib.LiteRtCreateEnvironment(0, None, C.byref(self.env)), "environment")
-        _check(lib.LiteRtCreateModelFromBuffer(self.env, self._bytes, C.c_size_t(len(content)),
-                                               C.byref(self.model)), "model load")
-        _check(lib.LiteRtCreateOptions(C.byref(self.options)), "options")
+        self._bytes = ctypes.create_string_buffer(content, len(content))  # the model points into it
+        _check(lib.LiteRtCreateEnvironment(0, None, ctypes.byref(self.env)), "environment")
+        _check(lib.LiteRtCreateModelFromBuffer(self.env, self._bytes, ctypes.c_size_t(len(content)),
+                                               ctypes.byref(self.model)), "model load")
+        _check(lib.LiteRtCreateOptions(ctypes.byref(self.options)), "options")
         _check(lib.LiteRtSetOptionsHardwareAccelerators(self.options, _HW_CPU), "cpu accelerator")
-        libc = C.CDLL(None)
-        libc.strdup.restype, libc.strdup.argtypes = _VP, [C.c_char_p]
+        libc = ctypes.CDLL(None)
+        libc.strdup.restype, libc.strdup.argtypes = _VP, [ctypes.c_char_p]
         payload = libc.strdup(_PROFILING_TOML)          # owned (and freed) by the options
         opaque = _VP()
         _check(lib.LiteRtCreateOpaqueOptions(_RUNTIME_OPTIONS_ID, _VP(payload),
-                                             C.cast(libc.free, _VP), C.byref(opaque)),
+                                             ctypes.cast(libc.free, _VP), ctypes.byref(opaque)),
                "runtime options")
         _check(lib.LiteRtAddOpaqueOptions(self.options, opaque), "runtime options")
         _check(lib.LiteRtCreateCompiledModel(self.env, self.model, self.options,
-                                             C.byref(self.cm)), "compilation")
+                                             ctypes.byref(self.cm)), "compilation")
         sig = _VP()
-        _check(lib.LiteRtGetModelSignature(self.model, C.c_size_t(0), C.byref(sig)), "signature")
-        n_in, n_out = C.c_size_t(), C.c_size_t()
-        _check(lib.LiteRtGetNumSignatureInputs(sig, C.byref(n_in)), "signature inputs")
-        _check(lib.LiteRtGetNumSignatureOutputs(sig, C.byref(n_out)), "signature outputs")
+        _check(lib.LiteRtGetModelSignature(self.model, ctypes.c_size_t(0), ctypes.byref(sig)), "signature")
+        n_in, n_out = ctypes.c_size_t(), ctypes.c_size_t()
+        _check(lib.LiteRtGetNumSignatureInputs(sig, ctypes.byref(n_in)), "signature inputs")
+        _check(lib.LiteRtGetNumSignatureOutputs(sig, ctypes.byref(n_out)), "signature outputs")
         self.inputs = [self._buffer(sig, i, True) for i in range(n_in.value)]
         self.outputs = [self._buffer(sig, i, False) for i in range(n_out.value)]
         self._in = (_VP * len(self.inputs))(*[b for b, _ in self.inputs])
         self._out = (_VP * len(self.outputs))(*[b for b, _ in self.outputs])
         self.profiler = _VP()
-        _check(lib.LiteRtCompiledModelGetProfiler(self.cm, C.byref(self.profiler)), "profiler")
+        _check(lib.LiteRtCompiledModelGetProfiler(self.cm, ctypes.byref(self.profiler)), "profiler")
         if not self.profiler.value:
             raise LatpredError("this LiteRT build ignored enable_profiling; in-graph op profiling "
                                "is not available (use --op-timing isolated)")
@@ -121,13 +121,13 @@ class _CompiledModel:
         tensor, rtt, req, buf = _VP(), _RankedType(), _VP(), _VP()
         get_t = (lib.LiteRtGetSignatureInputTensorByIndex if is_input
                  else lib.LiteRtGetSignatureOutputTensorByIndex)
-        _check(get_t(sig, C.c_size_t(index), C.byref(tensor)), "signature tensor")
-        _check(lib.LiteRtGetRankedTensorType(tensor, C.byref(rtt)), "tensor type")
+        _check(get_t(sig, ctypes.c_size_t(index), ctypes.byref(tensor)), "signature tensor")
+        _check(lib.LiteRtGetRankedTensorType(tensor, ctypes.byref(rtt)), "tensor type")
         get_r = (lib.LiteRtGetCompiledModelInputBufferRequirements if is_input
                  else lib.LiteRtGetCompiledModelOutputBufferRequirements)
-        _check(get_r(self.cm, C.c_size_t(0), C.c_size_t(index), C.byref(req)), "buffer needs")
-        _check(lib.LiteRtCreateManagedTensorBufferFromRequirements(self.env, C.byref(rtt), req,
-                                                                   C.byref(buf)), "tensor buffer")
+        _check(get_r(self.cm, ctypes.c_size_t(0), ctypes.c_size_t(index), ctypes.byref(req)), "buffer needs")
+        _check(lib.LiteRtCreateManagedTensorBufferFromRequirements(self.env, ctypes.byref(rtt), req,
+                                                                   ctypes.byref(buf)), "tensor buffer")
         self.buffers.append(buf)
         rank = rtt.layout.packed & 0x7F
         return buf, (tuple(int(d) for d in rtt.layout.dims[:rank]), rtt.element_type)
@@ -136,16 +136,16 @@ class _CompiledModel:
         for buf, (shape, etype) in self.inputs:
             dtype = np.dtype(_DTYPES.get(etype, np.float32))
             data = random_array(shape, dtype, rng).tobytes()
-            size, addr = C.c_size_t(), _VP()
-            _check(self.lib.LiteRtGetTensorBufferSize(buf, C.byref(size)), "buffer size")
-            _check(self.lib.LiteRtLockTensorBuffer(buf, C.byref(addr), _LOCK_WRITE), "buffer lock")
-            C.memmove(addr, data, min(len(data), size.value))
+            size, addr = ctypes.c_size_t(), _VP()
+            _check(self.lib.LiteRtGetTensorBufferSize(buf, ctypes.byref(size)), "buffer size")
+            _check(self.lib.LiteRtLockTensorBuffer(buf, ctypes.byref(addr), _LOCK_WRITE), "buffer lock")
+            ctypes.memmove(addr, data, min(len(data), size.value))
             _check(self.lib.LiteRtUnlockTensorBuffer(buf), "buffer unlock")
 
     def run(self) -> None:
-        _check(self.lib.LiteRtRunCompiledModel(self.cm, C.c_size_t(0),
-                                               C.c_size_t(len(self.inputs)), self._in,
-                                               C.c_size_t(len(self.outputs)), self._out), "run")
+        _check(self.lib.LiteRtRunCompiledModel(self.cm, ctypes.c_size_t(0),
+                                               ctypes.c_size_t(len(self.inputs)), self._in,
+                                               ctypes.c_size_t(len(self.outputs)), self._out), "run")
 
     def start(self) -> None:
         _check(self.lib.LiteRtResetProfiler(self.profiler), "profiler reset")
@@ -155,11 +155,11 @@ class _CompiledModel:
         """(tag, event type, elapsed us, metadata) of every event since :meth:`start`."""
         lib = self.lib
         _check(lib.LiteRtStopProfiler(self.profiler), "profiler stop")
-        n = C.c_int()
-        _check(lib.LiteRtGetNumProfilerEvents(self.profiler, C.byref(n)), "profiler events")
+        n = ctypes.c_int()
+        _check(lib.LiteRtGetNumProfilerEvents(self.profiler, ctypes.byref(n)), "profiler events")
         if n.value == 0:
             return []
-        raw = (C.c_char * (256 * n.value))()     # room for any record size we accept
+        raw = (ctypes.c_char * (256 * n.value))()     # room for any record size we accept
         _check(lib.LiteRtGetProfilerEvents(self.profiler, n, raw), "profiler events")
         data = bytes(raw)
         size = _event_size(data, n.value)
@@ -170,7 +170,7 @@ class _CompiledModel:
             etype, = struct.unpack_from("<I", data, base + 8)
             elapsed, = struct.unpack_from("<Q", data, base + 24)
             meta, = struct.unpack_from("<Q", data, base + size - 24)
-            events.append((C.string_at(tag_ptr).decode("utf-8", "replace"), etype, elapsed, meta))
+            events.append((ctypes.string_at(tag_ptr).decode("utf-8", "replace"), etype, elapsed, meta))
         return events
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-from .. import categories as C
+from .. import categories
 from ..errors import LatpredError
 from ..ir import ModelGraph, Op, Tensor
 
@@ -179,10 +179,10 @@ def _build(path: str, model, file_size: int, input_shape) -> ModelGraph:
         for name in list(node.input) + list(node.output):
             if name and name not in ids:
                 add(name, None, "float32", False)
-        op = Op(index=len(ops), type=node.op_type, category=C.onnx_category(node.op_type),
+        op = Op(index=len(ops), type=node.op_type, category=categories.onnx_category(node.op_type),
                 inputs=[tid(n) for n in node.input], outputs=[tid(n) for n in node.output])
         _fill_attrs(op, _attrs(node), node, tensors, ids, consts)
-        if op.category == C.OTHER and node.op_type not in _KNOWN_OTHER:
+        if op.category == categories.OTHER and node.op_type not in _KNOWN_OTHER:
             log.warning("%s: node %s has type %s, which latpred does not model; category Other",
                         os.path.basename(path), node.name or op.index, node.op_type)
         ops.append(op)
@@ -207,7 +207,7 @@ def _fill_attrs(op: Op, attrs: dict, node, tensors, ids, consts) -> None:
             cin = x[1] if len(x) >= 2 else 1
             cout = w[0] if w else 0
             a.update(groups=groups, filters=int(cout))
-            op.category = C.conv_category(groups, cin, cout)
+            op.category = categories.conv_category(groups, cin, cout)
         else:
             ks = attrs.get("kernel_shape", [1, 1])
             a["pool"] = "max" if t == "MaxPool" else "avg"

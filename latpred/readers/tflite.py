@@ -10,36 +10,36 @@ import mmap
 import os
 
 import numpy as np
-from ai_edge_litert import schema_py_generated as S
+from ai_edge_litert import schema_py_generated as schema
 
-from .. import categories as C
+from .. import categories
 from ..errors import LatpredError
 from ..ir import ModelGraph, Op, Tensor
 
 log = logging.getLogger(__name__)
 
-OPCODE_NAMES = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
-DTYPE_NAMES = {v: k.lower() for k, v in vars(S.TensorType).items() if not k.startswith("_")}
-ACTIVATION_NAMES = {v: k for k, v in vars(S.ActivationFunctionType).items() if not k.startswith("_")}
-PADDING_NAMES = {v: k for k, v in vars(S.Padding).items() if not k.startswith("_")}
-BO = S.BuiltinOptions
+OPCODE_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+DTYPE_NAMES = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+ACTIVATION_NAMES = {v: k for k, v in vars(schema.ActivationFunctionType).items() if not k.startswith("_")}
+PADDING_NAMES = {v: k for k, v in vars(schema.Padding).items() if not k.startswith("_")}
+BO = schema.BuiltinOptions
 
 # Fused activation lives in these options tables; (option type, options class).
 _OPTIONS = {
-    "CONV_2D": (BO.Conv2DOptions, S.Conv2DOptions),
-    "DEPTHWISE_CONV_2D": (BO.DepthwiseConv2DOptions, S.DepthwiseConv2DOptions),
-    "AVERAGE_POOL_2D": (BO.Pool2DOptions, S.Pool2DOptions),
-    "MAX_POOL_2D": (BO.Pool2DOptions, S.Pool2DOptions),
-    "L2_POOL_2D": (BO.Pool2DOptions, S.Pool2DOptions),
-    "FULLY_CONNECTED": (BO.FullyConnectedOptions, S.FullyConnectedOptions),
-    "CONCATENATION": (BO.ConcatenationOptions, S.ConcatenationOptions),
-    "ADD": (BO.AddOptions, S.AddOptions),
-    "SUB": (BO.SubOptions, S.SubOptions),
-    "MUL": (BO.MulOptions, S.MulOptions),
-    "DIV": (BO.DivOptions, S.DivOptions),
-    "SPLIT": (BO.SplitOptions, S.SplitOptions),
-    "SPLIT_V": (BO.SplitVOptions, S.SplitVOptions),
-    "MEAN": (BO.ReducerOptions, S.ReducerOptions),
+    "CONV_2D": (BO.Conv2DOptions, schema.Conv2DOptions),
+    "DEPTHWISE_CONV_2D": (BO.DepthwiseConv2DOptions, schema.DepthwiseConv2DOptions),
+    "AVERAGE_POOL_2D": (BO.Pool2DOptions, schema.Pool2DOptions),
+    "MAX_POOL_2D": (BO.Pool2DOptions, schema.Pool2DOptions),
+    "L2_POOL_2D": (BO.Pool2DOptions, schema.Pool2DOptions),
+    "FULLY_CONNECTED": (BO.FullyConnectedOptions, schema.FullyConnectedOptions),
+    "CONCATENATION": (BO.ConcatenationOptions, schema.ConcatenationOptions),
+    "ADD": (BO.AddOptions, schema.AddOptions),
+    "SUB": (BO.SubOptions, schema.SubOptions),
+    "MUL": (BO.MulOptions, schema.MulOptions),
+    "DIV": (BO.DivOptions, schema.DivOptions),
+    "SPLIT": (BO.SplitOptions, schema.SplitOptions),
+    "SPLIT_V": (BO.SplitVOptions, schema.SplitVOptions),
+    "MEAN": (BO.ReducerOptions, schema.ReducerOptions),
 }
 
 
@@ -68,8 +68,8 @@ def _const_array(model, tensor) -> np.ndarray | None:
         [int(d) for d in tensor.ShapeAsNumpy()] if tensor.ShapeLength() else [-1])
 
 
-_QUANTIZED_TYPES = {S.TensorType.INT8, S.TensorType.UINT8, S.TensorType.INT16, S.TensorType.INT32,
-                    S.TensorType.INT4}
+_QUANTIZED_TYPES = {schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16, schema.TensorType.INT32,
+                    schema.TensorType.INT4}
 
 
 def _buffer_has_data(buf) -> bool:
@@ -97,7 +97,7 @@ def read_tflite(path: str | os.PathLike, data: bytes | None = None) -> ModelGrap
 
 
 def _parse(path: str, data: bytes) -> ModelGraph:
-    model = S.Model.GetRootAs(data, 0)
+    model = schema.Model.GetRootAs(data, 0)
     if model.SubgraphsLength() < 1:
         raise LatpredError(f"{path}: .tflite model has no subgraph")
     n_buffers = model.BuffersLength()
@@ -105,7 +105,7 @@ def _parse(path: str, data: bytes) -> ModelGraph:
     for i in range(model.OperatorCodesLength()):
         oc = model.OperatorCodes(i)
         code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-        if code == S.BuiltinOperator.CUSTOM:
+        if code == schema.BuiltinOperator.CUSTOM:
             custom = oc.CustomCode()
             codes.append("CUSTOM:" + (custom.decode(errors="replace") if custom else "?"))
         else:
@@ -154,9 +154,9 @@ def _parse(path: str, data: bytes) -> ModelGraph:
         op_type = codes[idx]
         ins = check_ids([int(x) for x in o.InputsAsNumpy()] if o.InputsLength() else [], "an op input")
         outs = check_ids([int(x) for x in o.OutputsAsNumpy()] if o.OutputsLength() else [], "an op output")
-        op = Op(index=i, type=op_type, category=C.tflite_category(op_type), inputs=ins, outputs=outs)
+        op = Op(index=i, type=op_type, category=categories.tflite_category(op_type), inputs=ins, outputs=outs)
         _fill_attrs(model, raw_tensors, tensors, op, o)
-        if op.category == C.OTHER and op_type not in _KNOWN_OTHER:
+        if op.category == categories.OTHER and op_type not in _KNOWN_OTHER:
             log.warning("%s: op %d has type %s, which latpred does not model; category Other",
                         os.path.basename(path), i, op_type)
         ops.append(op)
@@ -199,9 +199,9 @@ def _fill_attrs(model, raw_tensors, tensors, op: Op, o) -> None:
             a["filters"] = w[3] if len(w) == 4 else cin
             if opts is not None:
                 a["depth_multiplier"] = opts.DepthMultiplier()
-        op.category = C.conv_category(a["groups"], cin, a["filters"])
+        op.category = categories.conv_category(a["groups"], cin, a["filters"])
         if t == "DEPTHWISE_CONV_2D":
-            op.category = C.DEPTHWISE_CONV2D
+            op.category = categories.DEPTHWISE_CONV2D
     elif t in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D") and opts is not None:
         a.update(kernel_h=opts.FilterHeight(), kernel_w=opts.FilterWidth(),
                  stride_h=opts.StrideH(), stride_w=opts.StrideW(),

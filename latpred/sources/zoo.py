@@ -18,7 +18,7 @@ from .export import (artefact_path, atomic_write_bytes, atomic_write_text, check
 
 SOURCE = "imgclsmob tf2cv 0.0.18"
 INPUT_SHAPE = (224, 224, 3)
-# The set named by the paper authors' comparison scripts (issue 3): 104 names; order kept.
+# The set named by the paper authors' comparison scripts: 104 names; order kept.
 REAL_WORLD_NAMES = tuple("""
 bagnet9 bninception darknet_tiny darknet19 densenet121 densenet169 diracnet18v2 dla46c
 efficientnet_edge_small_b efficientnet_edge_medium_b efficientnet_edge_large_b fbnet_cb
