@@ -14,25 +14,26 @@ from __future__ import annotations
 
 import math
 
-from . import categories as C
+from .categories import (CONCAT, CONV2D, CONV_CATEGORIES, DEPTHWISE_CONV2D, ELEMENTWISE,
+                         FULLY_CONNECTED, GROUPED_CONV2D, MEAN, OTHER, PADDING, POOLING, SPLIT)
 from .ir import ModelGraph, Op, spatial
 
 CONV_FEATURES = ("input_hw", "input_c", "output_hw", "stride", "kernel_hw", "filters",
                  "input_size", "output_size", "kernel_size", "flops")
 FEATURES: dict[str, tuple[str, ...]] = {
-    C.CONV2D: CONV_FEATURES,
-    C.DEPTHWISE_CONV2D: CONV_FEATURES,
-    C.GROUPED_CONV2D: CONV_FEATURES[:-1] + ("groups", "flops"),
-    C.FULLY_CONNECTED: ("input_c", "filters", "param_size", "flops"),
-    C.MEAN: ("input_hw", "input_c", "kernel_hw", "input_size", "flops"),
-    C.CONCAT: ("input_hw", "input_c", "num_parts", "output_c", "input_size", "output_size"),
-    C.SPLIT: ("input_hw", "input_c", "num_parts", "output_c", "input_size", "output_size"),
-    C.POOLING: ("input_hw", "input_c", "output_hw", "stride", "kernel_hw", "input_size",
+    CONV2D: CONV_FEATURES,
+    DEPTHWISE_CONV2D: CONV_FEATURES,
+    GROUPED_CONV2D: CONV_FEATURES[:-1] + ("groups", "flops"),
+    FULLY_CONNECTED: ("input_c", "filters", "param_size", "flops"),
+    MEAN: ("input_hw", "input_c", "kernel_hw", "input_size", "flops"),
+    CONCAT: ("input_hw", "input_c", "num_parts", "output_c", "input_size", "output_size"),
+    SPLIT: ("input_hw", "input_c", "num_parts", "output_c", "input_size", "output_size"),
+    POOLING: ("input_hw", "input_c", "output_hw", "stride", "kernel_hw", "input_size",
                 "output_size", "flops"),
-    C.PADDING: ("input_hw", "input_c", "output_hw", "pad_size", "output_size"),
-    C.ELEMENTWISE: ("input_hw", "input_c", "input_size"),
+    PADDING: ("input_hw", "input_c", "output_hw", "pad_size", "output_size"),
+    ELEMENTWISE: ("input_hw", "input_c", "input_size"),
     # Not in Table 3: the fallback category gets memory-traffic features only.
-    C.OTHER: ("input_size", "output_size"),
+    OTHER: ("input_size", "output_size"),
 }
 # GPU kernel types (after kernel selection) share the features of the op category they came from.
 FEATURES["Winograd"] = CONV_FEATURES
@@ -45,7 +46,7 @@ def _hw(h: int, w: int) -> float:
 
 def op_macs(graph: ModelGraph, op: Op) -> int:
     """Multiply-accumulates of convolutions and fully-connected ops; 0 for everything else."""
-    if op.category in C.CONV_CATEGORIES:
+    if op.category in CONV_CATEGORIES:
         acts = graph.activation_inputs(op)
         if not acts or not op.outputs:
             return 0
@@ -54,7 +55,7 @@ def op_macs(graph: ModelGraph, op: Op) -> int:
         groups = max(int(op.attrs.get("groups", 1)), 1)
         kh, kw = op.attrs.get("kernel_h", 1), op.attrs.get("kernel_w", 1)
         return int(oh * ow * cout * kh * kw * (cin // groups))
-    if op.category == C.FULLY_CONNECTED:
+    if op.category == FULLY_CONNECTED:
         return int(op.attrs.get("macs", 0))
     return 0
 
@@ -74,41 +75,41 @@ def op_features(graph: ModelGraph, op: Op, category: str | None = None) -> dict[
         "stride": _hw(a.get("stride_h", 1), a.get("stride_w", 1)),
         "kernel_hw": _hw(a.get("kernel_h", 1), a.get("kernel_w", 1)),
     }
-    if cat in C.CONV_CATEGORIES or cat == "Winograd":
+    if cat in CONV_CATEGORIES or cat == "Winograd":
         weights = graph.constant_inputs(op)
         f["filters"] = oc
         f["kernel_size"] = weights[0].num_elements if weights else (
             a.get("kernel_h", 1) * a.get("kernel_w", 1) * ic // max(a.get("groups", 1), 1) * oc)
         f["groups"] = a.get("groups", 1)
         f["flops"] = op_macs(graph, op)
-    elif cat == C.FULLY_CONNECTED:
+    elif cat == FULLY_CONNECTED:
         f["input_c"] = a.get("in_features", ic)
         f["filters"] = a.get("out_features", oc)
         f["param_size"] = sum(t.num_elements for t in graph.constant_inputs(op))
         f["flops"] = op_macs(graph, op)
-    elif cat == C.MEAN:
+    elif cat == MEAN:
         f["kernel_hw"] = _hw(a.get("kernel_h", ih), a.get("kernel_w", iw))
         f["flops"] = f["input_size"]
-    elif cat in (C.CONCAT, C.SPLIT):
-        f["num_parts"] = len(acts) if cat == C.CONCAT else len(outs)
-        if cat == C.CONCAT:
+    elif cat in (CONCAT, SPLIT):
+        f["num_parts"] = len(acts) if cat == CONCAT else len(outs)
+        if cat == CONCAT:
             # Channels and size over all joined inputs: the op reads every one of them.
             f["input_c"] = sum(spatial(t.shape, graph.layout)[2] for t in acts)
             f["input_size"] = sum(t.num_elements for t in acts)
         else:
             f["output_c"] = oc
             f["output_size"] = sum(t.num_elements for t in outs)
-    elif cat == C.POOLING:
+    elif cat == POOLING:
         f["flops"] = f["output_size"] * a.get("kernel_h", 1) * a.get("kernel_w", 1)
-    elif cat == C.PADDING:
+    elif cat == PADDING:
         f["pad_size"] = f["output_size"] - f["input_size"]
-    elif cat == C.ELEMENTWISE:
+    elif cat == ELEMENTWISE:
         # Element-wise ops may broadcast a small input: describe the largest one.
         if acts:
             big = max(acts, key=lambda t: t.num_elements)
             ih, iw, ic = spatial(big.shape, graph.layout)
             f.update(input_hw=_hw(ih, iw), input_c=ic, input_size=big.num_elements)
-    names = FEATURES.get(cat, FEATURES[C.OTHER])
+    names = FEATURES.get(cat, FEATURES[OTHER])
     return {k: float(f.get(k, 0.0)) for k in names}
 
 

@@ -247,7 +247,7 @@ def test_cli_json_and_errors(models):
 
 
 # ---- GPU predictors: SYNTHETIC data only (tests the training path; never an accuracy figure) ------
-def test_gpu_training_rows_and_prediction_on_synthetic_data(graphs):
+def test_gpu_training_rows_and_prediction_on_synthetic_data(graphs, models):
     import pandas as pd
     g = graphs["resnet18"]
     rng = np.random.default_rng(0)
@@ -276,3 +276,20 @@ def test_gpu_training_rows_and_prediction_on_synthetic_data(graphs):
     assert adreno.e2e_ms > mali.e2e_ms
     with pytest.raises(LatpredError, match="kernel latencies"):
         gpu_training_rows(g, deduce_kernels(g, "mali-g76"), [1.0], "m", "s", 1.0)
+    # Through `latpred predict`, a GPU bundle takes the kernel route (fusion + selection of the
+    # scenario's GPU), not one row per op; a GPU the scenario does not name comes from --gpu.
+    import json
+    from conftest import run_cli
+    bundle = models["resnet18"].parent / "mali.latpred"
+    pred.save(bundle)
+    out = run_cli("predict", bundle, models["resnet18"], "--json")
+    assert out.returncode == 0, out.stderr
+    (res,) = json.loads(out.stdout)
+    assert [op["type"] for op in res["ops"]] == [k.kernel for k in deduce_kernels(g, "mali-g76").kernels]
+    assert len(res["ops"]) < len(g.ops) and res["latency_ms"] == pytest.approx(mali.e2e_ms, rel=1e-9)
+    generic = df.assign(scenario="SYNTHETIC/tflite-2.10/gpu/fp16")
+    LatencyPredictor("lasso").fit(generic).save(bundle)
+    out = run_cli("predict", bundle, models["resnet18"])
+    assert out.returncode == 2 and "--gpu" in out.stderr and out.stderr.count("\n") == 1
+    out = run_cli("predict", bundle, models["resnet18"], "--gpu", "adreno640", "--json")
+    assert json.loads(out.stdout)[0]["latency_ms"] == pytest.approx(adreno.e2e_ms, rel=1e-9)

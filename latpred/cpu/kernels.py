@@ -31,15 +31,16 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import categories as C
+from ..categories import (BINARY_ELEMENTWISE_TYPES, CONV2D, DEPTHWISE_CONV2D, ELEMENTWISE,
+                          FULLY_CONNECTED, GROUPED_CONV2D)
 from ..scenario import Scenario
 
 TILE_CANDIDATES = (8, 16, 32)
 UNIPASS_MAX_TAPS = 25
-BINARY_TYPES = C.BINARY_ELEMENTWISE_TYPES
+BINARY_TYPES = BINARY_ELEMENTWISE_TYPES
 TRANSCENDENTAL_TYPES = frozenset({"LOGISTIC", "TANH", "EXP", "LOG", "GELU", "ELU", "SQRT", "RSQRT",
                                   "Sigmoid", "Tanh", "Exp", "Log", "Gelu", "Elu", "Sqrt", "Erf"})
-TILED = (C.CONV2D, C.GROUPED_CONV2D, C.DEPTHWISE_CONV2D, C.FULLY_CONNECTED)
+TILED = (CONV2D, GROUPED_CONV2D, DEPTHWISE_CONV2D, FULLY_CONNECTED)
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,11 @@ class KernelFeatures:
         out: tuple[str, ...] = ()
         if self.tile:
             out += ("tile_count", "padded_flops")
-        if self.category == C.CONV2D:
+        if self.category == CONV2D:
             out += ("gemm_flops",)
-        elif self.category == C.DEPTHWISE_CONV2D:
+        elif self.category == DEPTHWISE_CONV2D:
             out += ("multipass_flops",)
-        elif self.category == C.ELEMENTWISE:
+        elif self.category == ELEMENTWISE:
             out += ("binary_size", "transcendental_size")
         return out
 
@@ -76,18 +77,18 @@ class KernelFeatures:
             flops = col("flops")
             groups = np.maximum(col("groups", 1.0), 1.0)
             # depthwise: every channel is its own group, but channels are what the kernel tiles
-            lanes = col("filters") / (1.0 if self.category == C.DEPTHWISE_CONV2D else groups)
+            lanes = col("filters") / (1.0 if self.category == DEPTHWISE_CONV2D else groups)
             lanes = np.maximum(lanes, 1.0)
             tiles = np.ceil(lanes / self.tile)
-            out.append(tiles * (1.0 if self.category == C.DEPTHWISE_CONV2D else groups))
+            out.append(tiles * (1.0 if self.category == DEPTHWISE_CONV2D else groups))
             out.append(flops * tiles * self.tile / lanes)
-        if self.category == C.CONV2D:
+        if self.category == CONV2D:
             one_by_one = (col("kernel_hw", 1.0) == 1) & (col("stride", 1.0) == 1)
             out.append(np.where(one_by_one, col("flops"), 0.0))
-        elif self.category == C.DEPTHWISE_CONV2D:
+        elif self.category == DEPTHWISE_CONV2D:
             taps = col("kernel_hw", 1.0) ** 2
             out.append(np.where(taps > UNIPASS_MAX_TAPS, col("flops"), 0.0))
-        elif self.category == C.ELEMENTWISE:
+        elif self.category == ELEMENTWISE:
             types = np.asarray(op_types if op_types is not None else [""] * n, dtype=object)
             size = col("input_size")
             out.append(np.where([t in BINARY_TYPES for t in types], size, 0.0))
