@@ -47,6 +47,10 @@ def register(sub) -> None:
     p.add_argument("--no-linear-base", action="store_true",
                    help="RF and GBDT as the paper has them: without the candidate that refines a "
                         "per-category Lasso estimate (see latpred.predictors.methods)")
+    p.add_argument("--keep-implausible", action="store_true",
+                   help="train on every model, also those whose op timings are implausibly fast "
+                        "for their ops' work (by default such models, whose op profile gave "
+                        "times to the wrong ops, stay out of the category fits)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="threads for RF/GBDT/MLP (default 1)")
     p.add_argument("--out", required=True, metavar="P",
@@ -114,7 +118,8 @@ def run(args) -> int:
             measured_on=measured_on, overhead=args.overhead,
             kernel_features=False if args.table3_only else None,
             work_target=args.work_target,
-            linear_base=False if args.no_linear_base else None).fit(frame)
+            linear_base=False if args.no_linear_base else None,
+            **({"implausible_factor": None} if args.keep_implausible else {})).fit(frame)
         estimator.save(path)
         bundle = estimator.bundle_
         t = bundle.training
@@ -123,5 +128,7 @@ def run(args) -> int:
               f"{len(bundle.models)} category models, {bundle.describe_overhead()} "
               f"({args.overhead}), "
               f"{time.perf_counter() - t0:.1f} s -> {path}"
-              + (f" (fallback for {', '.join(sorted(fb))})" if fb else ""))
+              + (f" (fallback for {', '.join(sorted(fb))})" if fb else "")
+              + (f"; left out (implausible op timings): {', '.join(t['untrusted_models'])}"
+                 if t["untrusted_models"] else ""))
     return 0

@@ -39,9 +39,9 @@ from ..scenario import Scenario
 from .bundle import Bundle, category_features, library_versions, load_bundle, save_bundle
 from .methods import DEFAULT_OVERHEAD, METHODS, OBJECTIVES, OVERHEAD_STATISTICS, fit_category
 from .predict import Predictor, frame_rows
-from .train import (MIN_SAMPLES, REFINING_METHODS, REQUIRED_COLUMNS, feature_matrix,
-                    fit_fallback, fit_overhead, model_key, op_types, select_scenario,
-                    trainer_machine)
+from .train import (IMPLAUSIBLE_FACTOR, MIN_SAMPLES, REFINING_METHODS, REQUIRED_COLUMNS,
+                    feature_matrix, fit_fallback, fit_overhead, implausible_timings, model_key,
+                    op_types, select_scenario, trainer_machine)
 
 log = logging.getLogger("latpred")
 
@@ -58,15 +58,19 @@ class LatencyPredictor(Predictor, BaseEstimator):
     CV choose latency or latency per unit of work. ``min_samples``: fewer usable ops send a
     category to the fallback. ``min_latency_ms``: faster rows stay out of the fits (None: the
     scenario's op timer resolution). ``full_grid``: the paper's full searches; ``grids``:
-    per-method search override ``{"gbdt": {...}}``. ``measured_on``: facts about the measuring
-    machine to record in the bundle (``latpred train`` passes the store's)."""
+    per-method search override ``{"gbdt": {...}}``. ``implausible_factor``: models with an op
+    timed faster per unit of work than 1/factor of its category's fast end are left out of the
+    category fits (misattributed op timings, see :mod:`latpred.predictors.train`); None keeps
+    them. ``measured_on``: facts about the measuring machine to record in the bundle
+    (``latpred train`` passes the store's)."""
 
     def __init__(self, method: str = "gbdt", scenario: Scenario | str | None = None, *,
                  overhead: str = DEFAULT_OVERHEAD, objective: str = "mspe",
                  kernel_features: bool | None = None, linear_base: bool | None = None,
                  work_target: bool = False, min_samples: int = MIN_SAMPLES,
                  min_latency_ms: float | None = None, full_grid: bool = False,
-                 grids: dict[str, dict[str, list]] | None = None, seed: int = 0,
+                 grids: dict[str, dict[str, list]] | None = None,
+                 implausible_factor: float | None = IMPLAUSIBLE_FACTOR, seed: int = 0,
                  n_jobs: int = 1, progress: bool = False, measured_on: dict | None = None):
         self.method = method
         self.scenario = scenario
@@ -79,6 +83,7 @@ class LatencyPredictor(Predictor, BaseEstimator):
         self.min_latency_ms = min_latency_ms
         self.full_grid = full_grid
         self.grids = grids
+        self.implausible_factor = implausible_factor
         self.seed = seed
         self.n_jobs = n_jobs
         self.progress = progress
@@ -122,6 +127,7 @@ class LatencyPredictor(Predictor, BaseEstimator):
                   work_target=bool(t.get("work_target", False)),
                   min_samples=int(t.get("min_samples", MIN_SAMPLES)),
                   min_latency_ms=t.get("min_latency_ms"), full_grid=bool(t.get("full_grid")),
+                  implausible_factor=t.get("implausible_factor", IMPLAUSIBLE_FACTOR),
                   seed=int(t.get("seed", 0)), measured_on=t.get("measured_on") or None)
         est._set_state(bundle)
         est.path = path
@@ -191,7 +197,16 @@ class LatencyPredictor(Predictor, BaseEstimator):
         grids = self.grids or {}
         t0 = time.perf_counter()
         models, features, skipped, n_ops, n_used = {}, {}, {}, {}, {}
-        groups = list(self.encode(frame).groupby("category", sort=True))
+        key = model_key(frame)
+        n_implausible, untrusted = implausible_timings(frame, min_latency_ms,
+                                                       self.implausible_factor)
+        untrusted_names = sorted(frame.loc[key.isin(untrusted), "model"].astype(str).unique())
+        if untrusted:
+            log.warning("%d model(s) have op timings implausibly fast for the ops' work (%s): "
+                        "their op rows are left out of the category fits", len(untrusted),
+                        ", ".join(untrusted_names))
+        trusted = ~key.isin(untrusted).to_numpy()
+        groups = list(self.encode(frame).assign(_trusted=trusted).groupby("category", sort=True))
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -203,7 +218,8 @@ class LatencyPredictor(Predictor, BaseEstimator):
                 names = self.feature_names(cat)
                 features[cat] = names
                 lat = rows["latency_ms"].to_numpy(dtype=np.float64)
-                usable = np.isfinite(lat) & (lat >= min_latency_ms) & (lat > 0)
+                usable = np.isfinite(lat) & (lat >= min_latency_ms) & (lat > 0) \
+                    & rows["_trusted"].to_numpy()
                 n_ops[cat], n_used[cat] = int(len(rows)), int(usable.sum())
                 if bar is not None:
                     bar.set_postfix_str(f"{cat} ({n_used[cat]} ops)", refresh=True)
@@ -227,14 +243,15 @@ class LatencyPredictor(Predictor, BaseEstimator):
         finally:
             if bar is not None:
                 bar.close()
-        key = model_key(frame)
         training = {
             "n_models": int(key.nunique()),
             "models": sorted(frame["model"].astype(str).unique()),
             "model_hashes": sorted(frame["model_hash"].astype(str).unique())
             if "model_hash" in frame.columns else [],
             "n_ops": n_ops, "n_ops_used": n_used, "fallback_categories": skipped,
-            "overhead": self.overhead, "overhead_models": n_overhead, "objective": objective,
+            "n_ops_implausible": n_implausible, "untrusted_models": untrusted_names,
+            "implausible_factor": self.implausible_factor, "overhead": self.overhead,
+            "overhead_models": n_overhead, "objective": objective,
             "cpu_fusion": runtime_folds(scenario), "kernel_features": kernel_features,
             "work_target": bool(self.work_target), "linear_base": linear_base,
             "kernels": {c: m.kernel.describe() for c, m in models.items()

@@ -14,6 +14,19 @@ value counts as 0, as in :func:`latpred.features.op_features`.
   noise whose 1/y^2 weight would dominate its category; 0 for isolated single-op timings. They
   are left out of the category fit (counted in the bundle's training facts) but still count in
   the overhead.
+- Models with op timings that cannot be their ops' have all their op rows left out of the
+  category fits (still counted in the overhead, whose e2e and op sum stay right), listed in the
+  training facts (``untrusted_models``). An op row is implausible (:func:`implausible_ops`) when
+  its latency per unit of work (MACs, or elements for memory-bound categories,
+  :func:`~latpred.predictors.methods.work_column`) is below ``1/implausible_factor`` of the
+  category's ``IMPLAUSIBLE_QUANTILE`` quantile: the fastest ops of a category run at its peak
+  throughput, so an op timed several times faster than that got another op's time (the op
+  profiler shifts times between ops in some real-world graphs, e.g. hrnet_w18_small_v2 in the
+  committed host store: a 231 M-MAC conv at 4 µs, a 7x7 ADD at 0.23 ms). Under the MSPE one such
+  row is catastrophic: its true time would be an error of 1000x at weight 1/y^2, so a linear
+  model flattens its MAC slope for the whole category (whole-store Lasso: resnet10, a training
+  model, at 0.9 ms instead of 18). The whole model goes, as its plausible-looking rows carry
+  shifted times too. The test is one-sided: a slow row costs at most 100 % of its error.
 - A category with fewer than ``min_samples`` usable rows gets no model; its ops are predicted by the
   bundle's :class:`~latpred.predictors.bundle.Fallback`, with a warning at training and prediction.
 - ``T_overhead``: the gap (measured e2e - sum of the measured op latencies) of the training models.
@@ -36,10 +49,10 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from ..categories import CONV_CATEGORIES, FULLY_CONNECTED
+from ..categories import CONV_CATEGORIES, FULLY_CONNECTED, OTHER
 from ..errors import LatpredError
-from .bundle import Fallback
-from .methods import DEFAULT_OVERHEAD, OVERHEAD_STATISTICS
+from .bundle import Fallback, category_features
+from .methods import DEFAULT_OVERHEAD, OVERHEAD_STATISTICS, work_column
 
 log = logging.getLogger("latpred")
 MIN_SAMPLES = 5
@@ -48,6 +61,13 @@ REQUIRED_COLUMNS = ("model", "category", "latency_ms", "e2e_ms")
 COMPUTE_BOUND = set(CONV_CATEGORIES) | {FULLY_CONNECTED, "Winograd"}
 # Tree methods predict a constant beyond their data; they may refine a Lasso estimate instead.
 REFINING_METHODS = ("rf", "gbdt")
+# An op row faster per unit of work than 1/IMPLAUSIBLE_FACTOR of its category's
+# IMPLAUSIBLE_QUANTILE quantile marks its model's op timings as misattributed (see the module
+# doc). On the committed host store the synthetic models' spread below the 5 % quantile is at most
+# 0.35 decades (2.2x) in every category; the misattributed rows lie 0.6 to 3 decades below it.
+IMPLAUSIBLE_QUANTILE = 0.05
+IMPLAUSIBLE_FACTOR = 4.0
+IMPLAUSIBLE_MIN_ROWS = 20
 
 
 def select_scenario(frame: pd.DataFrame, scenario: str | None) -> tuple[pd.DataFrame, str]:
@@ -158,6 +178,51 @@ def element_count(rows: pd.DataFrame) -> np.ndarray:
     has_io = ~(np.isnan(col("input_size")) & np.isnan(col("output_size")))
     size = np.where(has_io, io, col("param_size"))
     return np.where(size > 0, size, np.nan)
+
+
+def implausible_ops(X: np.ndarray, y: np.ndarray, names: tuple[str, ...],
+                    factor: float | None = IMPLAUSIBLE_FACTOR,
+                    quantile: float = IMPLAUSIBLE_QUANTILE) -> np.ndarray:
+    """Mask of rows whose latency per unit of work (``work_column(names)``) is below
+    ``1/factor`` of the ``quantile`` quantile over the rows with work > 0: timings that belong to
+    another op (see the module doc). Nothing is flagged without a work column, with fewer than
+    ``IMPLAUSIBLE_MIN_ROWS`` rows with work, or with ``factor`` None or <= 1."""
+    bad = np.zeros(len(y), dtype=bool)
+    column = work_column(names)
+    if column is None or factor is None or factor <= 1:
+        return bad
+    work = np.asarray(X, dtype=np.float64)[:, list(names).index(column)]
+    has = np.isfinite(work) & (work > 0)
+    if has.sum() < IMPLAUSIBLE_MIN_ROWS:
+        return bad
+    rate = np.asarray(y, dtype=np.float64)[has] / work[has]
+    bad[has] = rate < np.quantile(rate, quantile) / factor
+    return bad
+
+
+def implausible_timings(frame: pd.DataFrame, min_latency_ms: float, factor: float | None
+                        ) -> tuple[dict[str, int], set[str]]:
+    """(implausible rows per category, keys of the models holding any): a model with one op
+    timing that cannot be its op's has its op profile misattributed, and its other op rows,
+    however plausible they look, carry other ops' times too. ``Other`` is never checked: its op
+    types are unrelated, so one's throughput says nothing of another's."""
+    counts: dict[str, int] = {}
+    models: set[str] = set()
+    key = model_key(frame).to_numpy()
+    for cat, rows in frame.assign(_pos=np.arange(len(frame))).groupby("category", sort=True):
+        cat = str(cat)
+        if cat == OTHER:
+            continue
+        names = category_features(cat)
+        lat = rows["latency_ms"].to_numpy(dtype=np.float64)
+        usable = np.isfinite(lat) & (lat >= min_latency_ms) & (lat > 0)
+        if not usable.any():
+            continue
+        bad = implausible_ops(feature_matrix(rows[usable], names), lat[usable], names, factor)
+        if bad.any():
+            counts[cat] = int(bad.sum())
+            models |= set(key[rows["_pos"].to_numpy()[usable][bad]])
+    return counts, models
 
 
 def fit_fallback(frame: pd.DataFrame) -> Fallback:
