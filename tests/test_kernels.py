@@ -8,6 +8,7 @@ from latpred import categories
 from latpred.cpu.kernels import KernelFeatures, kernel_candidates, uses_cpu_kernels
 from latpred.features import FEATURES
 from latpred.predictors.methods import fit_category, mape
+from latpred.scenario import Scenario
 
 
 def _rows(category, **cols):
@@ -76,6 +77,6 @@ def test_cross_validation_picks_the_tile_that_shapes_latency():
 
 
 def test_kernel_features_are_for_cpu_scenarios():
-    assert uses_cpu_kernels("host/litert-2.3.0/cpu1/fp32")
-    assert not uses_cpu_kernels("pixel4/tflite-2.9/gpu/fp16")
+    assert uses_cpu_kernels(Scenario.parse("host/litert-2.3.0/cpu1/fp32"))
+    assert not uses_cpu_kernels(Scenario.parse("pixel4/tflite-2.9/gpu/fp16"))
     assert kernel_candidates(categories.CONCAT) == [None]
