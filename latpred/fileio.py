@@ -33,31 +33,18 @@ def os_error_message(path: str, exc: OSError) -> str:
 def atomic_write(path: str | os.PathLike, mode: str = "w", *,
                  encoding: str | None = "utf-8", suffix: str = ".tmp") -> Iterator[IO]:
     """``with atomic_write(p, "wb") as fh: ...`` writes ``p`` all at once or not at all."""
-    path = os.fspath(path)
     if mode not in ("w", "wb"):
         raise ValueError("atomic_write mode is 'w' or 'wb'")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise LatpredError(f"{path}: folder {folder} does not exist")
     if os.path.isdir(path):
-        raise LatpredError(f"{path}: is a directory")
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix,
-                                   dir=folder)
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding,
-                       newline=None if "b" in mode else "") as fh:
+        raise LatpredError(f"{os.fspath(path)}: is a directory")
+    binary = "b" in mode
+    with atomic_path(path, suffix) as tmp:
+        # the file mkstemp made keeps its 0600 mode when opened again
+        with open(tmp, mode, encoding=None if binary else encoding,
+                  newline=None if binary else "") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise LatpredError(os_error_message(path, exc)) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> str:
