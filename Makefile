@@ -5,8 +5,9 @@ STAMP := $(VENV)/.installed-stamp
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_USE_LEGACY_KERAS ?= 1
 QUICK ?=
+N ?= 1000
 
-.PHONY: install test demo bench experiments clean
+.PHONY: install test demo bench experiments fuzz clean
 
 install: $(STAMP)
 
@@ -30,6 +31,10 @@ bench: install
 
 experiments: install
 	$(PY) experiments/run_all.py $(if $(QUICK),--quick,)
+
+# hostile-input fuzzing: N seeded mutants of real models (summary in experiments/.cache/fuzz)
+fuzz: install
+	$(PY) experiments/fuzz.py --cases $(N)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

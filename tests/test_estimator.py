@@ -60,3 +60,17 @@ def test_saved_bundle_is_a_fitted_estimator(frames, tmp_path):
         LatencyPredictor("svm").fit(train)
     with pytest.raises(LatpredError, match="not like"):
         LatencyPredictor("lasso", "SYNTHETIC-gpu").fit(train)
+
+
+def test_linear_overhead_never_has_a_negative_fixed_part():
+    import pandas as pd
+    from latpred.predictors import fit_overhead
+    from overhead_reference import weighted_line_overhead
+    # gaps that fall below 0 for small models (-0.02 ms + 5 % of the ops): a line with a negative
+    # fixed part would predict a model whose ops sum to 0.01 ms below 0 ms
+    ops = np.array([0.2, 1.0, 3.0, 10.0])
+    e2e = ops + (-0.02 + 0.05 * ops)
+    frame = pd.DataFrame({"model": list("abcd"), "latency_ms": ops, "e2e_ms": e2e})
+    fixed, share, n = fit_overhead(frame, "linear")
+    assert n == 4 and fixed == 0.0 and share > 0
+    assert (fixed, share) == pytest.approx(weighted_line_overhead(e2e, ops), rel=1e-9)

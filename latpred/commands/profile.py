@@ -1,7 +1,11 @@
 """`latpred profile MODEL|DIR... --device host --out STORE`: measure op-wise and end-to-end latency
 into a profile store; re-running resumes (models already stored for the scenario are skipped).
 ``--passes K`` measures every model K times, one pass over all models after another, into
-``STORE.passN.sqlite`` files, and writes STORE as their median (`latpred store combine`)."""
+``STORE.passN.sqlite`` files, and writes STORE as their median (`latpred store combine`).
+
+Exit status: 0 when at least one model is measured or already stored; 1 when every model failed
+(nothing measured, nothing stored before: the failures are stored and listed); 2 for bad input
+(arguments, paths, no device), one ``latpred: ...`` line."""
 from __future__ import annotations
 
 import sys
@@ -18,7 +22,8 @@ def register(sub) -> None:
                     "latency (on the host: LiteRT's op profiler inside the full runs on one core, "
                     "each op as its own single-op model otherwise, see --op-timing; on a phone: "
                     "the benchmark tool's op profiler). Results are committed per model; running the same "
-                    "command again skips what is stored.")
+                    "command again skips what is stored. Exit status: 0 when some model is "
+                    "measured or already stored, 1 when every model failed, 2 for bad input.")
     p.add_argument("models", nargs="+", metavar="MODEL|DIR", help="model files or folders")
     p.add_argument("--out", required=True, metavar="STORE", help="profile store (SQLite) to add to")
     p.add_argument("--device", default="host", help=f"one of: {', '.join(device_keys())}")
@@ -55,14 +60,26 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+class _NothingMeasured(Exception):
+    """A pass in which every model failed: the other passes would fail the same way."""
+
+
 def run(args) -> int:
+    from ..profiling import check_settings
     if args.passes < 1:
-        raise LatpredError("--passes must be >= 1")
+        raise LatpredError(f"--passes must be >= 1, got {args.passes}")
+    check_settings(args.runs, args.warmup, args.budget, args.timeout)
     if args.passes == 1:
         return _one_pass(args, args.out)
     from ..profiling import profile_passes
-    counts = profile_passes(args.out, args.passes, lambda store: _one_pass(args, store),
-                            announce=print)
+
+    def one(store):
+        if _one_pass(args, store):
+            raise _NothingMeasured
+    try:
+        counts = profile_passes(args.out, args.passes, one, announce=print)
+    except _NothingMeasured:
+        return 1
     print(f"combined {args.passes} passes: {counts['models']} models -> {args.out}")
     return 0
 
@@ -79,4 +96,9 @@ def _one_pass(args, out: str) -> int:
     print(f"profiled: {summary}")
     for path, reason in summary.failures[:10]:
         print(f"  failed: {path}: {reason}", file=sys.stderr)
+    if summary.nothing_measured:
+        hint = "; --retry-failed measures stored failures again" if summary.stored_failed else ""
+        print(f"latpred: no model measured into {out}: all "
+              f"{summary.failed + summary.stored_failed} failed{hint}", file=sys.stderr)
+        return 1
     return 0

@@ -77,10 +77,15 @@ def run(args) -> int:
     from ..predictors import LatencyPredictor, MIN_SAMPLES, read_model_list, select_models
     from ..store import ProfileStore
 
-    if not os.path.isfile(args.store):
-        raise LatpredError(f"{args.store}: no such profile store")
+    # counts that make no sense fail before anything is read
     if args.jobs < 1:
         raise LatpredError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.min_samples is not None and args.min_samples < 1:
+        raise LatpredError(f"--min-samples must be >= 1, got {args.min_samples}")
+    if not 0 <= args.seed < 2 ** 32:   # numpy / scikit-learn seeds
+        raise LatpredError(f"--seed must be in 0 .. 2**32-1, got {args.seed}")
+    if not os.path.isfile(args.store):
+        raise LatpredError(f"{args.store}: no such profile store")
     all_methods = args.method == "all"
     methods = METHODS if all_methods else (args.method,)
     paths = bundle_paths(args.out, methods, all_methods)

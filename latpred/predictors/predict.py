@@ -33,10 +33,12 @@ import pandas as pd
 from ..errors import LatpredError
 from ..features import FOLDED
 from ..ir import ModelGraph
-from ..scenario import Scenario
+from ..scenario import Scenario, model_precision
 from .bundle import Bundle
 
 log = logging.getLogger("latpred")
+# the model file format each runtime of a scenario executes
+RUNTIME_FORMATS = {"litert": "tflite", "tflite": "tflite", "onnxruntime": "onnx"}
 
 
 class OpRow(NamedTuple):
@@ -126,6 +128,7 @@ class Predictor:
         self.bundle = bundle
         self.path = path
         self.gpu: str | None = None       # GPU chip for GPU bundles whose scenario names none
+        self.strict = False               # a model of another scenario is an error, not a warning
         self._warned: set[str] = set()
 
     scenario = property(lambda self: self.bundle.scenario)
@@ -157,6 +160,33 @@ class Predictor:
                 for k, (category, feats) in zip(kernels.kernels,
                                                 kernel_feature_rows(graph, kernels))]
 
+    def scenario_mismatch(self, graph: ModelGraph, name: str | None = None) -> str | None:
+        """What makes ``graph`` a model of another scenario than the bundle's (its file format is
+        not the bundle runtime's, or its precision differs), as one sentence; None if nothing."""
+        scenario = Scenario.parse(self.bundle.scenario)
+        want_format = RUNTIME_FORMATS.get(scenario.runtime)
+        precision = model_precision(graph)
+        other_format = want_format is not None and graph.format != want_format
+        # "unknown": a scenario of unreadable models says nothing about precision
+        other_precision = scenario.precision != "unknown" and precision != scenario.precision
+        if not (other_format or other_precision):
+            return None
+        name = name or str(graph.name or graph.path or "model")
+        return (f"{name}: {precision} {graph.format} model, but the bundle was trained for "
+                f"{scenario.id} ({scenario.precision} {want_format or '?'} models on "
+                f"{scenario.runtime}): its latency is predicted for another scenario")
+
+    def check_scenario(self, graph: ModelGraph, name: str | None = None,
+                       strict: bool | None = None) -> None:
+        """Warn when ``graph`` is a model of another scenario (:meth:`scenario_mismatch`);
+        ``strict`` (default: the ``strict`` attribute) makes it a LatpredError."""
+        problem = self.scenario_mismatch(graph, name)
+        if problem is None:
+            return
+        if getattr(self, "strict", False) if strict is None else strict:
+            raise LatpredError(f"{problem} (refused: --strict)")
+        log.warning("%s", problem)
+
     def _graph(self, model: str | os.PathLike | ModelGraph) -> tuple[str, ModelGraph]:
         if isinstance(model, ModelGraph):
             return str(model.name or model.path or "model"), model
@@ -179,6 +209,7 @@ class Predictor:
         names, row_lists = [], []
         for m in it:
             name, graph = self._graph(m)
+            self.check_scenario(graph, name)
             names.append(name)
             row_lists.append(self.rows_of(graph))
         return self.predict_rows_many(row_lists, names)

@@ -33,7 +33,7 @@ value counts as 0, as in :func:`latpred.features.op_features`.
   ``overhead='mean'`` is the paper's definition, its mean over training models; ``'median'`` takes
   the median (robust to a few noisy models) and ``'none'`` leaves it out (ablation). The default,
   ``'linear'``, is a fixed part plus a share of the ops' sum, a + b x Σ ops, fitted on the same
-  MSPE as the category models (weights 1/e2e^2), with b >= 0: the gap grows with the model (on
+  MSPE as the category models (weights 1/e2e^2), with a, b >= 0: the gap grows with the model (on
   the host, the op profiler's events miss about 0.7 % of the run), so a constant over-predicts
   small models. The choice is kept in the training facts.
 - ``objective='mse'`` fits plain squared error instead of the paper's MSPE (ablation only; see
@@ -153,6 +153,10 @@ def fit_overhead(frame: pd.DataFrame, statistic: str = DEFAULT_OVERHEAD
         fixed, share = np.linalg.lstsq(A, gap * sw, rcond=None)[0]
     if share <= 0:   # a gap that shrinks with the model is noise: keep the constant
         return float(np.sum(w * gap) / np.sum(w)), 0.0, len(per_model)
+    if fixed < 0:
+        # a negative fixed part would predict tiny models below their ops' sum, even below 0 ms:
+        # the best line through the origin instead (same weights)
+        return 0.0, float(max(np.sum(w * gap * ops) / np.sum(w * ops ** 2), 0.0)), len(per_model)
     return float(fixed), float(share), len(per_model)
 
 

@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,23 +69,28 @@ def parse_benchmark_output(text: str) -> BenchmarkOutput:
     ops = _parse_run_order(lines)
     avg = std = None
     count = None
-    for line in lines:   # the last "count=... avg=... std=..." line is the timed (non-warm-up) run
-        s = line.strip()
-        if s.startswith("count=") and "avg=" in s:
-            kv = dict(_KV.findall(s))
-            avg, std, count = float(kv["avg"]) / 1000.0, float(kv.get("std", "nan")) / 1000.0, \
-                int(float(kv["count"]))
-    if count is None:   # old tools: only the profiler's summary of the same timed runs
-        for line in lines:
-            if line.strip().startswith("Timings (microseconds):") and "std=" in line:
-                kv = dict(_KV.findall(line))
-                std, count = float(kv["std"]) / 1000.0, int(float(kv["count"]))
-                avg = float(kv["avg"]) / 1000.0 if avg is None else avg
-    for line in lines:   # the tool's own end-to-end figure wins over the profiler's
-        m = re.search(r"Inference \(avg\):\s*(" + _NUM + ")", line) or \
-            re.search(r"inference timings in us:.*Inference:\s*(" + _NUM + ")", line, re.I)
-        if m:
-            avg = float(m.group(1)) / 1000.0
+    line = ""
+    try:   # a timing line with a missing or malformed number is an error naming the line
+        for line in lines:   # the last "count=... avg=... std=..." line is the timed run
+            s = line.strip()
+            if s.startswith("count=") and "avg=" in s:
+                kv = dict(_KV.findall(s))
+                avg, std, count = float(kv["avg"]) / 1000.0, \
+                    float(kv.get("std", "nan")) / 1000.0, int(float(kv["count"]))
+        if count is None:   # old tools: only the profiler's summary of the same timed runs
+            for line in lines:
+                if line.strip().startswith("Timings (microseconds):") and "std=" in line:
+                    kv = dict(_KV.findall(line))
+                    std, count = float(kv["std"]) / 1000.0, int(float(kv["count"]))
+                    avg = float(kv["avg"]) / 1000.0 if avg is None else avg
+        for line in lines:   # the tool's own end-to-end figure wins over the profiler's
+            m = re.search(r"Inference \(avg\):\s*(" + _NUM + ")", line) or \
+                re.search(r"inference timings in us:.*Inference:\s*(" + _NUM + ")", line, re.I)
+            if m:
+                avg = float(m.group(1)) / 1000.0
+    except (KeyError, ValueError, OverflowError):
+        raise LatpredError("benchmark output: cannot parse timing line: "
+                           + line.strip()[:200]) from None
     return BenchmarkOutput(e2e_avg_ms=avg, e2e_std_ms=std, e2e_count=count, ops=ops)
 
 
@@ -105,7 +111,8 @@ def _parse_run_order(lines: list[str]) -> list[ProfiledOp]:
         return []
     header = lines[start + 1]
     cols = re.findall(r"\[([^\]]+)\]", header)
-    if not cols or cols[0].lower() != "node type" or cols[-1].lower() != "name":
+    if not cols or cols[0].lower() != "node type" or cols[-1].lower() != "name" \
+            or "avg ms" not in [c.lower() for c in cols]:
         raise LatpredError("benchmark output: unexpected Run Order header: " + header.strip())
     n_nums = len(cols) - 2
     lower = [c.lower() for c in cols[1:-1]]
@@ -146,6 +153,21 @@ def _split_name(text: str) -> tuple[str, int | None]:
 # --------------------------------------------------------------------------------------------------
 # Driving the phone
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc``'s process group (its own session: see ``_run``) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:   # a child left the group and holds the pipes
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        proc.wait()
+
+
 class AdbBackend:
     """One connected phone. ``connect()`` checks adb and the device and pushes the tool."""
 
@@ -161,19 +183,41 @@ class AdbBackend:
         self.serial = serial
         self.remote_dir = remote_dir
         self.use_xnnpack = use_xnnpack
-        self.timeout_s = timeout_s
+        if not (timeout_s > 0 and timeout_s != float("inf")):
+            raise LatpredError(f"--timeout must be a positive number of seconds, got {timeout_s}")
+        self.timeout_s = float(timeout_s)
         self._connected = False
 
     # -- plumbing --------------------------------------------------------------------------------
-    def _adb(self, *args: str, check: bool = True) -> str:
-        cmd = [self.adb, *(("-s", self.serial) if self.serial else ()), *args]
+    def _run(self, cmd: list[str], what: str) -> subprocess.CompletedProcess:
+        """Run one adb call under ``timeout_s``; on timeout its whole process group is killed
+        (children of a wrapper script would otherwise keep running and hold the pipes open)."""
         try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout_s)
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, errors="replace",
+                                    start_new_session=True)
         except FileNotFoundError:
             raise LatpredError(f"adb not found ({self.adb}): install Android platform-tools or "
                                "pass --adb PATH") from None
+        except PermissionError:
+            raise LatpredError(f"adb {self.adb} is not executable (permission denied): "
+                               "chmod +x it or pass --adb PATH") from None
+        except OSError as exc:   # e.g. ENOEXEC: not a program
+            raise LatpredError(f"adb {self.adb} cannot run ({exc.strerror or exc})") from None
+        try:
+            out, err = proc.communicate(timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
-            raise LatpredError(f"adb {' '.join(args[:2])} timed out after {self.timeout_s:.0f} s") from None
+            _kill_group(proc)
+            raise LatpredError(f"{what} timed out after {self.timeout_s:g} s (--timeout); "
+                               "killed it") from None
+        except BaseException:   # Ctrl-C: leave nothing running
+            _kill_group(proc)
+            raise
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+    def _adb(self, *args: str, check: bool = True) -> str:
+        cmd = [self.adb, *(("-s", self.serial) if self.serial else ()), *args]
+        res = self._run(cmd, f"adb {' '.join(args[:2])}")
         if check and res.returncode != 0:
             msg = (res.stderr or res.stdout).strip().splitlines()
             raise LatpredError(f"adb {' '.join(args[:2])} failed: {msg[-1] if msg else res.returncode}")
@@ -205,11 +249,7 @@ class AdbBackend:
         self._connected = True
 
     def _run_devices(self) -> str:
-        cmd = [self.adb, "devices"]
-        try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        except FileNotFoundError:
-            raise LatpredError(f"adb not found ({self.adb})") from None
+        res = self._run([self.adb, "devices"], "adb devices")
         if res.returncode != 0:
             raise LatpredError(f"adb devices failed: {res.stderr.strip() or res.returncode}")
         return res.stdout
@@ -241,6 +281,12 @@ class AdbBackend:
         if parsed.e2e_avg_ms is None:
             tail = [l for l in out.strip().splitlines() if l.strip()][-1:] or ["no output"]
             raise LatpredError(f"benchmark_model gave no timing: {tail[0][:200]}")
+        # end to end > 0, ops >= 0, all finite (1e999 parses as inf)
+        bad = [v for v in (parsed.e2e_avg_ms, *(o.avg_ms for o in parsed.ops))
+               if not (0 <= v < float("inf"))]
+        if bad or parsed.e2e_avg_ms <= 0:
+            raise LatpredError(f"benchmark_model gave an impossible latency "
+                               f"({bad[0] if bad else parsed.e2e_avg_ms} ms)")
         ops = [{"op_index": o.node_index if o.node_index is not None else o.position,
                 "op_type": o.type, "output_name": None, "latency_ms": o.avg_ms,
                 "latency_cv": None, "runs": parsed.e2e_count} for o in parsed.ops]
