@@ -5,14 +5,29 @@ so a run killed at any moment loses at most the model in progress; the WAL journ
 readable meanwhile. A (model file hash, scenario) pair is stored once: profiling again skips it.
 Failures are stored too (status 'failed' + reason) so a model the runtime cannot run is not retried
 on every resume unless asked.
+
+Hostile files give one :class:`LatpredError` line, never a traceback, and lose nothing: every open
+runs ``PRAGMA quick_check`` (about 35 ms on the 9 MB committed stores) and refuses a damaged file
+or an SQLite database that is not a latpred store; SQLite errors of later reads and writes (a
+full disk, a page damaged after the open) come out as one line naming the store. Read-only opens
+use SQLite's ``mode=ro`` (``immutable=1`` where no side file can be made and none is pending, e.g.
+a read-only folder), so a store someone cannot write can still be read. The commands that write
+(`latpred profile`, `store import|drop|refeature|combine`) hold an exclusive lock on
+``STORE.lock`` for their whole run (``ProfileStore(path, lock=True)`` or :func:`write_lock`): a
+second one refuses at once instead of measuring the same models again; readers never take it.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import functools
 import json
 import os
+import re
 import sqlite3
 import time
+import urllib.parse
 from typing import Any, Iterable, Iterator
 
 import pandas as pd
@@ -20,7 +35,7 @@ import pandas as pd
 from .devices import HostCpu
 from .errors import LatpredError
 from .features import ALL_FEATURES
-from .fileio import atomic_path
+from .fileio import atomic_path, os_error_message
 from .scenario import Scenario
 
 SCHEMA_VERSION = 1
@@ -60,11 +75,218 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-class ProfileStore:
-    """Measurements of models under scenarios. ``ProfileStore(path)`` creates the file if needed."""
+# -- hostile files: one line per SQLite error ------------------------------------------------------
 
-    def __init__(self, path: str | os.PathLike, readonly: bool = False):
+def _one_line(text: str, limit: int = 200) -> str:
+    """SQLite's texts may hold newlines (quick_check) or a damaged value's bytes."""
+    text = re.sub(r"\s+", " ", "".join(c if c.isprintable() else " " for c in str(text))).strip()
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _disk_full(path: str) -> bool:
+    try:
+        fs = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return fs.f_bavail * fs.f_frsize < 256 * 1024   # less than a few WAL frames' worth
+
+
+def _sqlite_message(path: str, exc: BaseException, writing: bool, kept: bool = True) -> str:
+    """One line for an SQLite (or damaged-value) error on the store at ``path``; ``kept``: say
+    that what the store held before is still there (writes are one transaction per model)."""
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    text = _one_line(str(exc).replace("*** in database main ***", ""))
+    if name.startswith("SQLITE_CORRUPT") or "malformed" in text or "decode" in text.lower() \
+            or isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+        return f"{path}: damaged profile store ({text}); restore it from a copy"
+    if name == "SQLITE_NOTADB":
+        return f"{path}: not a latpred profile store (not an SQLite database)"
+    kept = "; what was stored before is kept" if writing and kept else ""
+    # SQLite reports a full disk as SQLITE_FULL, or as an I/O error where it maps memory (-shm)
+    if name == "SQLITE_FULL" or (name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN"))
+                                 and _disk_full(path)):
+        return f"{path}: cannot write (no space left on the device){kept}"
+    if name.startswith("SQLITE_READONLY"):
+        return f"{path}: cannot write (read-only file or folder){kept}"
+    return f"{path}: cannot {'write' if writing else 'read'} the profile store ({text}){kept}"
+
+
+def _guarded(writing: bool):
+    """Store methods: SQLite errors (and damaged JSON values) become one LatpredError line."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def method(self, *args, **kwargs):
+            try:
+                return fn(self, *args, **kwargs)
+            except sqlite3.ProgrammingError:   # misuse (a closed store) is a bug, not input
+                raise
+            except (sqlite3.DatabaseError, json.JSONDecodeError) as exc:
+                raise LatpredError(_sqlite_message(self.path, exc, writing)) from None
+            except pd.errors.DatabaseError as exc:    # pandas wraps sqlite's error
+                cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else exc
+                raise LatpredError(_sqlite_message(self.path, cause, writing)) from None
+        return method
+    return wrap
+
+
+_reads, _writes = _guarded(False), _guarded(True)
+
+
+def _check_store(path: str, conn: sqlite3.Connection) -> None:
+    """Refuse a damaged file and an SQLite database that is not a latpred store (before anything
+    is written to it). A new or empty database passes."""
+    problems = [r[0] for r in conn.execute("PRAGMA quick_check")]
+    if problems != ["ok"]:
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+        first = _one_line(problems[0].replace("*** in database main ***", ""), 120)
+        raise LatpredError(f"{path}: damaged profile store (integrity check: {first}{more}); "
+                           "restore it from a copy")
+    tables = sorted(r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"))
+    if not tables:
+        return
+    version = None
+    if {"meta", "models", "ops"} <= set(tables):
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else None
+        except (sqlite3.OperationalError, TypeError, ValueError):   # someone else's meta table
+            version = None
+    if version is None:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise LatpredError(f"{path}: not a latpred profile store (an SQLite database with "
+                           f"tables {shown}); give a new file")
+    if version > SCHEMA_VERSION:
+        raise LatpredError(f"{path}: written by a newer latpred (store schema {version}, this "
+                           f"one reads {SCHEMA_VERSION}); upgrade latpred")
+
+
+def _connect_readonly(path: str) -> sqlite3.Connection:
+    """Open for reading without writing anything that is not already there.
+
+    ``mode=ro`` still makes the WAL side files (-shm, -wal) if they are missing, which a read-only
+    folder or a full disk refuses; ``immutable=1`` reads without them but also skips locking and
+    ignores a pending WAL, so it is used only when no -wal/-journal with content exists (no
+    writer, nothing unmerged) and the folder cannot be written or mode=ro failed."""
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+    pending = [s for s in ("-wal", "-journal")
+               if os.path.exists(path + s) and os.path.getsize(path + s) > 0]
+    folder_writable = os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
+    tries = [uri] if pending else ([uri, uri + "&immutable=1"] if folder_writable
+                                   else [uri + "&immutable=1"])
+    for k, attempt in enumerate(tries):
+        conn = sqlite3.connect(attempt, uri=True, timeout=60)
+        try:
+            _check_store(path, conn)
+            conn.execute("PRAGMA foreign_keys = ON")
+            tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            name = getattr(exc, "sqlite_errorname", "") or ""
+            if k + 1 < len(tries) and name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN",
+                                                        "SQLITE_FULL", "SQLITE_READONLY")):
+                continue
+            if pending and not folder_writable:
+                raise LatpredError(
+                    f"{path}: cannot read: its journal {path + pending[0]} was never merged and "
+                    "the folder is read-only; open the store once where it can be written"
+                ) from None
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        if not tables:   # an empty file: an empty store, as a write-open would make it
+            conn.close()
+            conn = sqlite3.connect(":memory:")
+            conn.executescript(_SCHEMA)
+        return conn
+    raise AssertionError("unreachable")
+
+
+# -- the write lock --------------------------------------------------------------------------------
+
+_HELD_LOCKS: dict[str, list] = {}   # lock file -> [fd, depth]; reentrant inside one process
+
+
+def lock_path(store_path: str | os.PathLike) -> str:
+    """The side file whose exclusive ``flock`` a store's writer holds."""
+    return os.path.abspath(os.fspath(store_path)) + ".lock"
+
+
+def _lock_holder(lock_file: str) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        with open(lock_file) as fh:
+            return f" (pid {int(fh.read(32).strip())})"
+    return ""
+
+
+def _acquire_lock(store_path: str) -> str:
+    key = lock_path(store_path)
+    held = _HELD_LOCKS.get(key)
+    if held is not None:
+        held[1] += 1
+        return key
+    while True:
+        try:
+            fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LatpredError(os_error_message(store_path, exc)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise LatpredError(
+                    f"{store_path}: another latpred process{_lock_holder(key)} is writing this "
+                    "store; run this again when it has finished") from None
+            raise LatpredError(f"{store_path}: cannot lock for writing ({exc.strerror})") from None
+        # the holder before us unlinks the file when it is done: the lock must be on the file
+        # that has the name now, or two writers could each hold one
+        try:
+            now, ours = os.stat(key), os.fstat(fd)
+            if (now.st_dev, now.st_ino) == (ours.st_dev, ours.st_ino):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    with contextlib.suppress(OSError):   # who holds it, for the next writer's message
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD_LOCKS[key] = [fd, 1]
+    return key
+
+
+def _release_lock(key: str) -> None:
+    held = _HELD_LOCKS[key]
+    held[1] -= 1
+    if held[1] > 0:
+        return
+    del _HELD_LOCKS[key]
+    with contextlib.suppress(OSError):
+        os.unlink(key)          # while still locked; see _acquire_lock
+    os.close(held[0])
+
+
+@contextlib.contextmanager
+def write_lock(store_path: str | os.PathLike) -> Iterator[None]:
+    """Hold the write lock of the store at ``store_path`` (refuse at once if another process
+    does) for a run that opens it several times or replaces the file (combine, passes)."""
+    key = _acquire_lock(os.fspath(store_path))
+    try:
+        yield
+    finally:
+        _release_lock(key)
+
+
+class ProfileStore:
+    """Measurements of models under scenarios. ``ProfileStore(path)`` creates the file if needed.
+    ``lock=True`` (a writer's whole run): hold the store's write lock until :meth:`close`, or
+    refuse at once when another process holds it."""
+
+    def __init__(self, path: str | os.PathLike, readonly: bool = False, *, lock: bool = False):
         self.path = os.fspath(path)
+        self.conn = None
+        self._lock: str | None = None
         if readonly and not os.path.isfile(self.path):
             raise LatpredError(f"{self.path}: no such profile store")
         if os.path.isdir(self.path):
@@ -72,26 +294,46 @@ class ProfileStore:
         parent = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(parent):
             raise LatpredError(f"{self.path}: folder {parent} does not exist")
+        if not readonly and lock:
+            self._lock = _acquire_lock(self.path)
+        created = not readonly and not os.path.exists(self.path)
         try:
-            self.conn = sqlite3.connect(self.path, timeout=60)
-            self.conn.execute("PRAGMA foreign_keys = ON")
-            if not readonly:
+            if readonly:
+                self.conn = _connect_readonly(self.path)
+            else:
+                self.conn = sqlite3.connect(self.path, timeout=60)
+                _check_store(self.path, self.conn)
+                self.conn.execute("PRAGMA foreign_keys = ON")
                 self.conn.execute("PRAGMA journal_mode = WAL")
                 self.conn.execute("PRAGMA synchronous = FULL")
                 with self.conn:
                     self.conn.executescript(_SCHEMA)
                     self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                                       (str(SCHEMA_VERSION),))
-            self.conn.execute("SELECT 1 FROM models LIMIT 1")
-        except sqlite3.DatabaseError as exc:
-            raise LatpredError(f"{self.path}: not a latpred profile store ({exc})") from None
+        except BaseException as exc:
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+            if created:   # a new store whose schema could not be written: leave no empty file
+                for leftover in (self.path, self.path + "-wal", self.path + "-shm",
+                                 self.path + "-journal"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(leftover)
+            self._release()
+            if isinstance(exc, sqlite3.DatabaseError) and \
+                    not isinstance(exc, sqlite3.ProgrammingError):
+                raise LatpredError(_sqlite_message(self.path, exc, not readonly,
+                                                   kept=not created)) from None
+            raise
 
     # -- writing ---------------------------------------------------------------------------------
+    @_reads
     def has(self, model_hash: str, scenario: str, include_failed: bool = True) -> bool:
         sql = "SELECT status FROM models WHERE model_hash = ? AND scenario = ?"
         row = self.conn.execute(sql, (model_hash, scenario)).fetchone()
         return row is not None and (include_failed or row[0] == "ok")
 
+    @_writes
     def add_measurement(self, model_path_or_id: str, model_hash: str, scenario: str,
                         e2e_ms: float | None, e2e_cv: float | None, op_rows: list[dict],
                         machine: dict | None = None, e2e_runs: int | None = None,
@@ -130,6 +372,7 @@ class ProfileStore:
                 [(mid, *r) for r in rows])
         return mid
 
+    @_writes
     def refresh_features(self, model_hash: str, features: list[dict]) -> int:
         """Replace the stored features of one model's op rows (every scenario whose rows are ops,
         not GPU kernels) with ``features[op_index]``; latencies are kept. One transaction; returns
@@ -147,6 +390,7 @@ class ProfileStore:
                                   updates)
         return len(updates)
 
+    @_writes
     def add_failure(self, model_path_or_id: str, model_hash: str, scenario: str, reason: str,
                     machine: dict | None = None) -> None:
         model = _model_id(model_path_or_id)
@@ -160,6 +404,7 @@ class ProfileStore:
                 (model, path, model_hash, scenario, "failed", str(reason)[:2000], 0, _now(),
                  json.dumps(machine or {})))
 
+    @_writes
     def drop(self, scenario: str | None = None, models: Iterable[str] | None = None,
              min_e2e_cv: float | None = None) -> int:
         """Delete measurements so that profiling again re-measures them; returns how many.
@@ -184,10 +429,12 @@ class ProfileStore:
         return cur.rowcount
 
     # -- reading ---------------------------------------------------------------------------------
+    @_reads
     def scenarios(self) -> list[str]:
         return [r[0] for r in self.conn.execute(
             "SELECT DISTINCT scenario FROM models WHERE status = 'ok' ORDER BY scenario")]
 
+    @_reads
     def scenario_cpus(self, scenario: str) -> list[HostCpu]:
         """The distinct host CPUs the measured models of ``scenario`` record."""
         seen: dict[HostCpu, None] = {}
@@ -199,6 +446,7 @@ class ProfileStore:
                 seen.setdefault(cpu, None)
         return list(seen)
 
+    @_reads
     def scenario(self, scenario_id: str) -> Scenario:
         """The :class:`~latpred.scenario.Scenario` of a stored id, with the host CPU its rows
         were measured on (None when they do not say); rows of two known, different CPUs in one
@@ -211,6 +459,7 @@ class ProfileStore:
                                    f"two CPUs ({cpus[0]}; {other}); split them into two stores")
         return scenario.with_cpu(cpus[0] if cpus else None)
 
+    @_reads
     def check_cpu(self, scenario_id: str, cpu: HostCpu) -> None:
         """Refuse to add ``cpu``'s measurements to a scenario measured on another CPU."""
         for known in self.scenario_cpus(scenario_id):
@@ -218,6 +467,7 @@ class ProfileStore:
                 raise LatpredError(f"{self.path}: scenario {scenario_id} was measured on {known}, "
                                    f"this machine is {cpu}; profile into a new store")
 
+    @_reads
     def models(self, scenario: str | None = None) -> pd.DataFrame:
         """One row per stored model (failures included) with its machine facts as columns."""
         sql = ("SELECT model, model_hash, scenario, e2e_ms, e2e_cv, e2e_runs, n_ops, status, reason,"
@@ -233,10 +483,12 @@ class ProfileStore:
             df = pd.concat([df, machine.drop(columns=[c for c in machine if c in df])], axis=1)
         return df
 
+    @_reads
     def failures(self) -> pd.DataFrame:
         df = self.models()
         return df[df["status"] == "failed"].reset_index(drop=True)
 
+    @_reads
     def frame(self, scenario: str | None = None) -> pd.DataFrame:
         """One row per measured op: OP_COLUMNS plus one column per feature in ALL_FEATURES."""
         sql = ("SELECT m.model, m.model_hash, m.scenario, o.op_index, o.op_type, o.category,"
@@ -255,6 +507,7 @@ class ProfileStore:
                             axis=1)
         return pd.concat([df, fdf.astype(float)], axis=1)
 
+    @_reads
     def summary(self) -> pd.DataFrame:
         """Counts per scenario: models measured, ops, failures, median e2e latency and CV."""
         sql = ("SELECT scenario, SUM(status='ok') AS models, SUM(status='failed') AS failures,"
@@ -267,6 +520,7 @@ class ProfileStore:
         return df.merge(med, left_on="scenario", right_index=True, how="left")
 
     # -- export / import -------------------------------------------------------------------------
+    @_reads
     def export(self, out: str | os.PathLike, scenario: str | None = None) -> int:
         """Write ``frame(scenario)`` to .csv or .parquet atomically; returns the row count."""
         out = os.fspath(out)
@@ -284,6 +538,7 @@ class ProfileStore:
                 df.to_parquet(tmp, index=False)
         return len(df)
 
+    @_writes
     def import_csv(self, csv_path: str | os.PathLike, scenario: str,
                    machine: dict | None = None) -> int:
         """Import op rows measured elsewhere (one row per op/kernel with at least ``model``,
@@ -309,8 +564,32 @@ class ProfileStore:
             count += 1
         return count
 
+    @_reads
+    def _rows(self) -> list[tuple[dict, list[dict]]]:
+        """Every models row in id order with its op rows (none for failures), JSON decoded here
+        so that a damaged value is an error of this store (for combine)."""
+        self.conn.row_factory = sqlite3.Row
+        try:
+            out = []
+            for m in self.conn.execute("SELECT * FROM models ORDER BY id").fetchall():
+                ops = [] if m["status"] != "ok" else [
+                    {**o, "features": json.loads(o["features"] or "{}")}
+                    for o in map(dict, self.conn.execute(
+                        "SELECT * FROM ops WHERE model_id = ? ORDER BY op_index", (m["id"],)))]
+                out.append(({**dict(m), "machine": json.loads(m["machine"] or "{}")}, ops))
+            return out
+        finally:
+            self.conn.row_factory = None
+
     def close(self) -> None:
-        self.conn.close()
+        if self.conn is not None:
+            self.conn.close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            _release_lock(self._lock)
+            self._lock = None
 
     def __enter__(self) -> "ProfileStore":
         return self
@@ -334,7 +613,6 @@ def combine_stores(inputs: list[str | os.PathLike], out: str | os.PathLike,
     are kept only when no pass measured the model. Written to a temporary file, then renamed
     over ``out``; an existing ``out`` is an error unless ``replace``. Returns counts: models,
     ops, and how many models had fewer passes than inputs."""
-    import numpy as np
     out = os.fspath(out)
     if len(inputs) < 2:
         raise LatpredError("store combine: give at least two pass stores")
@@ -343,33 +621,39 @@ def combine_stores(inputs: list[str | os.PathLike], out: str | os.PathLike,
     for p in inputs:
         if os.path.abspath(os.fspath(p)) == os.path.abspath(out):
             raise LatpredError(f"{out}: is also an input")
-    passes = [ProfileStore(p, readonly=True) for p in inputs]
+    with write_lock(out):   # no one writes ``out`` while it is replaced
+        return _combine(inputs, out)
+
+
+def _combine(inputs: list[str | os.PathLike], out: str) -> dict[str, int]:
+    import numpy as np
+    passes = []
     try:
-        by_key: dict[tuple[str, str], list[tuple[sqlite3.Row, list]]] = {}
-        failed: dict[tuple[str, str], tuple] = {}
+        for p in inputs:
+            passes.append(ProfileStore(p, readonly=True))
+        by_key: dict[tuple[str, str], list[tuple[dict, list[dict]]]] = {}
+        failed: dict[tuple[str, str], dict] = {}
         order: list[tuple[str, str]] = []
         for st in passes:
-            st.conn.row_factory = sqlite3.Row
-            for m in st.conn.execute("SELECT * FROM models ORDER BY id"):
+            for m, ops in st._rows():
                 key = (m["model_hash"], m["scenario"])
                 if key not in by_key and key not in failed:
                     order.append(key)
                 if m["status"] != "ok":
                     failed.setdefault(key, m)
                     continue
-                ops = st.conn.execute("SELECT * FROM ops WHERE model_id = ? ORDER BY op_index",
-                                      (m["id"],)).fetchall()
                 by_key.setdefault(key, []).append((m, ops))
         counts = {"models": 0, "ops": 0, "fewer_passes": 0}
         # SQLite takes the helper's empty temporary file as an empty database
-        with atomic_path(out, suffix=".sqlite") as tmp, _sqlite_sidecars_removed(tmp):
-            dst = ProfileStore(tmp)
+        with atomic_path(out, suffix=".sqlite") as tmp, _sqlite_sidecars_removed(tmp), \
+                _errors_name(tmp, out):
+            dst = ProfileStore(tmp)   # a fresh name no one else knows: ``out`` is locked
             for key in order:
                 measured = by_key.get(key)
                 if not measured:
                     f = failed[key]
                     dst.add_failure(f["model_path"] or f["model"], f["model_hash"], f["scenario"],
-                                    f["reason"], json.loads(f["machine"] or "{}"))
+                                    f["reason"], f["machine"])
                     continue
                 first, first_ops = measured[0]
                 signature = [(o["op_index"], o["op_type"]) for o in first_ops]
@@ -388,9 +672,9 @@ def combine_stores(inputs: list[str | os.PathLike], out: str | os.PathLike,
                                  "latency_cv": _nanmedian(cvs[:, j]),
                                  "runs": sum(int(ops[j]["runs"] or 0) for _m, ops in same) or None,
                                  "kernel_ops": o["kernel_ops"],
-                                 "features": json.loads(o["features"] or "{}")})
+                                 "features": o["features"]})
                 e2e = [m["e2e_ms"] for m, _ops in same]
-                facts = json.loads(first["machine"] or "{}")
+                facts = dict(first["machine"])
                 facts.update(passes=len(same), pass_e2e_ms=e2e,
                              pass_measured_at=[m["measured_at"] for m, _ops in same])
                 runs = [m["e2e_runs"] for m, _ops in same if m["e2e_runs"] is not None]
@@ -406,6 +690,19 @@ def combine_stores(inputs: list[str | os.PathLike], out: str | os.PathLike,
     finally:
         for st in passes:
             st.close()
+
+
+@contextlib.contextmanager
+def _errors_name(tmp: str, out: str) -> Iterator[None]:
+    """Errors while writing the temporary file of ``out`` name ``out``, as one line."""
+    try:
+        yield
+    except LatpredError as exc:
+        raise LatpredError(str(exc).replace(tmp, out)) from None
+    except sqlite3.ProgrammingError:
+        raise
+    except sqlite3.DatabaseError as exc:
+        raise LatpredError(_sqlite_message(out, exc, True)) from None
 
 
 @contextlib.contextmanager

@@ -11,7 +11,10 @@ from ..errors import LatpredError
 
 def register(sub) -> None:
     p = sub.add_parser("store", help="list, export or import profile store contents",
-                       description="Work with a profile store written by `latpred profile`.")
+                       description="Work with a profile store written by `latpred profile`. "
+                                   "import, drop, refeature and combine lock the store "
+                                   "(STORE.lock) and refuse at once while another latpred "
+                                   "process writes it; list and export never wait.")
     s = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
     ls = s.add_parser("list", help="scenarios, models and failures with counts")
     ls.add_argument("store", metavar="STORE")
@@ -51,10 +54,11 @@ def register(sub) -> None:
 
 
 def _open(path: str, readonly: bool = True):
+    """Writers lock the store for their whole run; readers never wait."""
     from ..store import ProfileStore
     if readonly and not os.path.isfile(path):
         raise LatpredError(f"{path}: no such profile store")
-    return ProfileStore(path, readonly=readonly)
+    return ProfileStore(path, readonly=readonly, lock=not readonly)
 
 
 def run_list(args) -> int:

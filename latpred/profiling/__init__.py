@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import numbers
 import os
 import platform
 import time
@@ -41,6 +42,12 @@ class ProfileSummary:
     median_op_cv: float | None = None
     median_e2e_cv: float | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)
+    stored_failed: int = 0     # of ``skipped``: stored failures (not measurements)
+
+    @property
+    def nothing_measured(self) -> bool:
+        """No model of the run was measured now or has a measurement stored."""
+        return self.measured == 0 and self.skipped == self.stored_failed
 
     def __str__(self) -> str:
         cv = "" if self.median_op_cv is None else \
@@ -65,6 +72,20 @@ def machine_facts(device: str, backend: str, config: CoreConfig | None, runtime_
                      os=platform.platform(), python=platform.python_version())
     facts.update(extra or {})
     return facts
+
+
+def check_settings(runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
+                   budget_s: float = DEFAULT_BUDGET_S,
+                   timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    """One LatpredError for a count or duration that makes no sense (before anything runs)."""
+    if not isinstance(runs, numbers.Integral) or runs < 1:
+        raise LatpredError(f"--runs must be >= 1, got {runs}")
+    if not isinstance(warmup, numbers.Integral) or warmup < 0:
+        raise LatpredError(f"--warmup must be >= 0, got {warmup}")
+    for flag, value in (("--budget", budget_s), ("--timeout", timeout_s)):
+        # NaN fails every comparison; inf would never stop a hung model
+        if not (isinstance(value, numbers.Real) and 0 < value < float("inf")):
+            raise LatpredError(f"{flag} must be a positive number of seconds, got {value}")
 
 
 def _runtime_version(backend: str) -> str:
@@ -97,8 +118,7 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     from ..features import graph_features
     from ..readers import read_model
 
-    if runs < 1 or warmup < 0:
-        raise LatpredError("--runs must be >= 1 and --warmup >= 0")
+    check_settings(runs, warmup, budget_s, timeout_s)
     dev = get_device(device)
     if dev.key == HOST:
         if backend not in BACKENDS:
@@ -121,21 +141,27 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     files = iter_model_files(paths, _EXTS[kind])
     if not files:
         raise LatpredError(f"no {'/'.join(_EXTS[kind])} model files found in the given paths")
-    adb_backend = worker = None
-    if kind == "adb":
-        from .adb import AdbBackend
-        adb_backend = AdbBackend(dev, benchmark_binary or "", adb=adb, serial=serial,
-                                 timeout_s=timeout_s)
-        adb_backend.connect()
-        runtime, version = "tflite", adb_backend.runtime_version()
-    else:
-        worker = HostWorker(config.cpu_ids if config else None)
-        runtime, version = backend, _runtime_version(backend)
-        if kind == "litert_opprof":
-            version += "+opprof"
-    hardware = config.label if config else "gpu"
     own_store = not isinstance(store, ProfileStore)
-    st = ProfileStore(store) if own_store else store
+    # the store's write lock first: a second writer refuses before a runtime starts
+    st = ProfileStore(store, lock=True) if own_store else store
+    adb_backend = worker = None
+    try:
+        if kind == "adb":
+            from .adb import AdbBackend
+            adb_backend = AdbBackend(dev, benchmark_binary or "", adb=adb, serial=serial,
+                                     timeout_s=timeout_s)
+            adb_backend.connect()
+            runtime, version = "tflite", adb_backend.runtime_version()
+        else:
+            worker = HostWorker(config.cpu_ids if config else None)
+            runtime, version = backend, _runtime_version(backend)
+            if kind == "litert_opprof":
+                version += "+opprof"
+    except BaseException:
+        if own_store:
+            st.close()
+        raise
+    hardware = config.label if config else "gpu"
     facts = machine_facts(dev.key, kind, config, version,
                           {"warmup": warmup, "runs_max": runs, "budget_s": budget_s})
 
@@ -147,6 +173,8 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
                 if known.startswith(prefix):
                     st.check_cpu(known, this_cpu())
         except LatpredError:
+            if worker is not None:
+                worker.close()
             if own_store:
                 st.close()
             raise
@@ -176,6 +204,7 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
             scen = Scenario(dev.key, hardware, precision, runtime, version).id
             if st.has(digest, scen, include_failed=not retry_failed):
                 summary.skipped += 1
+                summary.stored_failed += not st.has(digest, scen, include_failed=False)
                 scen_seen.add(scen)
                 _tick(bar, summary)
                 continue
@@ -241,23 +270,24 @@ def profile_passes(out: str | os.PathLike, passes: int, measure_into, announce=N
     ``measure_into(store_path)`` runs one pass (e.g. ``profile_models`` with fixed arguments);
     pass k goes to ``pass_stores(out, passes)[k-1]``, so an interrupted run resumes inside its
     pass. ``out`` is derived data: it is replaced, unless it holds single-pass measurements."""
-    from ..store import combine_stores
+    from ..store import combine_stores, write_lock
     out = os.fspath(out)
     if passes < 2:
         raise LatpredError("profile_passes needs at least 2 passes")
-    if os.path.exists(out):
-        with ProfileStore(out, readonly=True) as st:
-            models = st.models()
-        ok = models[models["status"] == "ok"]
-        if len(ok) and ("passes" not in ok or ok["passes"].isna().any()):
-            raise LatpredError(f"{out}: holds single-pass measurements; give --passes a new "
-                               "--out (the passes go next to it)")
-    stores = pass_stores(out, passes)
-    for k, store in enumerate(stores, 1):
-        if announce:
-            announce(f"pass {k}/{passes} -> {store}")
-        measure_into(store)
-    return combine_stores(stores, out, replace=True)
+    with write_lock(out):   # the whole run: a second writer of ``out`` refuses at once
+        if os.path.exists(out):
+            with ProfileStore(out, readonly=True) as st:
+                models = st.models()
+            ok = models[models["status"] == "ok"]
+            if len(ok) and ("passes" not in ok or ok["passes"].isna().any()):
+                raise LatpredError(f"{out}: holds single-pass measurements; give --passes a new "
+                                   "--out (the passes go next to it)")
+        stores = pass_stores(out, passes)
+        for k, store in enumerate(stores, 1):
+            if announce:
+                announce(f"pass {k}/{passes} -> {store}")
+            measure_into(store)
+        return combine_stores(stores, out, replace=True)
 
 
 def _tick(bar, summary: ProfileSummary, e2e_ms: float | None = None) -> None:
