@@ -290,6 +290,21 @@ def write_csv(df: pd.DataFrame, out_dir, name: str) -> Path:
     return path
 
 
+def with_earlier_rows(df: pd.DataFrame, out_dir, name: str, scenarios) -> pd.DataFrame:
+    """``df`` (rows of a re-run of ``scenarios`` only) with the earlier run's rows of every other
+    scenario, in the earlier order, so that re-running one scenario keeps the rest of a table."""
+    path = Path(out_dir) / name
+    if not scenarios or not path.is_file():
+        return df
+    earlier = pd.read_csv(path)
+    keep = earlier[~earlier["scenario"].isin(list(scenarios))]
+    order = list(dict.fromkeys(list(earlier["scenario"]) + list(df["scenario"])))
+    merged = pd.concat([keep, df], ignore_index=True)
+    rank = {s: i for i, s in enumerate(order)}
+    return merged.sort_values("scenario", key=lambda col: col.map(rank), kind="stable") \
+        .reset_index(drop=True)
+
+
 def save_png(fig, out_dir, name: str) -> Path:
     from latpred.metrics.plots import save_figure
     path = Path(out_dir) / name

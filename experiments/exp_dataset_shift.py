@@ -23,6 +23,7 @@ def run(data: c.Data, out, quick: bool, methods=c.METHODS, scenarios=None) -> No
     if not train_names:
         return c.skip(out, EXPERIMENT, "no synthetic (nas_*) models measured")
     primary = c.primary_scenario(data)
+    explicit = scenarios   # a re-run of some scenarios keeps the table's other rows
     scenarios = scenarios or ([primary] if quick else data.scenarios())
     rows = []
     for scen in scenarios:
@@ -35,7 +36,7 @@ def run(data: c.Data, out, quick: bool, methods=c.METHODS, scenarios=None) -> No
     if not rows:
         return c.skip(out, EXPERIMENT, "no real-world models measured in a scenario with "
                                        "synthetic training data")
-    df = pd.DataFrame(rows)
+    df = c.with_earlier_rows(pd.DataFrame(rows), out, CSV, explicit)
     c.write_csv(df, out, CSV)
     plt = c.plt()
     fig, ax = plt.subplots(figsize=(6, 3.5))

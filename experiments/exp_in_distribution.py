@@ -22,6 +22,7 @@ def run(data: c.Data, out, quick: bool, methods=c.METHODS, scenarios=None) -> No
     if not train_names:
         return c.skip(out, EXPERIMENT, "no synthetic (nas_*) models measured")
     primary = c.primary_scenario(data)
+    explicit = scenarios   # a re-run of some scenarios keeps the table's other rows
     scenarios = scenarios or ([primary] if quick else data.scenarios())
     rows = []
     for scen in scenarios:
@@ -32,7 +33,7 @@ def run(data: c.Data, out, quick: bool, methods=c.METHODS, scenarios=None) -> No
         rows += c.score_ours(out, EXPERIMENT, scen, methods, tr, te, quick)
     if not rows:
         return c.skip(out, EXPERIMENT, "no scenario has enough synthetic models")
-    df = pd.DataFrame(rows)
+    df = c.with_earlier_rows(pd.DataFrame(rows), out, CSV, explicit)
     c.write_csv(df, out, CSV)
     _plot(df, out)
     c.write_status(out, EXPERIMENT, "ok", primary=primary)
