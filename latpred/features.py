@@ -51,10 +51,11 @@ def op_macs(graph: ModelGraph, op: Op) -> int:
         if not acts or not op.outputs:
             return 0
         _, _, cin = spatial(acts[0].shape, graph.layout)
-        oh, ow, cout = spatial(graph.tensors[op.outputs[0]].shape, graph.layout)
+        # Every output element (batch included, as FullyConnected counts its rows) is one window.
+        out = graph.tensors[op.outputs[0]].num_elements
         groups = max(int(op.attrs.get("groups", 1)), 1)
         kh, kw = op.attrs.get("kernel_h", 1), op.attrs.get("kernel_w", 1)
-        return int(oh * ow * cout * kh * kw * (cin // groups))
+        return int(out * kh * kw * (cin // groups))
     if op.category == FULLY_CONNECTED:
         return int(op.attrs.get("macs", 0))
     return 0

@@ -30,6 +30,9 @@ class Tensor:
     is_constant: bool = False
     # (scale, zero_point) for quantized tensors; None for float ones.
     quantization: tuple[float, int] | None = None
+    # False when the reader could not learn the shape (ONNX shape inference gave up); ``shape``
+    # is then () and no feature of it means anything.
+    shape_known: bool = True
 
     @property
     def num_elements(self) -> int:

@@ -169,6 +169,8 @@ class Predictor:
         other_format = want_format is not None and graph.format != want_format
         # "unknown": a scenario of unreadable models says nothing about precision
         other_precision = scenario.precision != "unknown" and precision != scenario.precision
+        if scenario.is_gpu and scenario.precision == "fp16" and precision == "fp32":
+            other_precision = False   # the GPU delegate runs float models at fp16 by default
         if not (other_format or other_precision):
             return None
         name = name or str(graph.name or graph.path or "model")
