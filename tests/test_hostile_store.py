@@ -129,11 +129,13 @@ def _read_only(folder):
             os.chmod(folder, 0o755)
         return
     if subprocess.run(["mount", "--bind", folder, folder], capture_output=True).returncode:
-        pytest.skip("root, but bind mounts are not allowed here (root ignores chmod)")
+        pytest.fail("root, but bind mounts are not allowed here (root ignores chmod): "
+                    "no read-only folder to test")
     try:
         if subprocess.run(["mount", "-o", "remount,ro,bind", folder],
                           capture_output=True).returncode:
-            pytest.skip("root, but a read-only remount is not allowed here")
+            pytest.fail("root, but a read-only remount is not allowed here: "
+                        "no read-only folder to test")
         yield
     finally:
         subprocess.run(["umount", folder], check=True)
@@ -196,7 +198,8 @@ def _full_disk(kind: str, folder):
         return
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", folder],
                       capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs is not allowed here (the rlimit variant still runs)")
+        pytest.fail("mounting a tmpfs is not allowed here: no full disk to test "
+                    "(the rlimit variant is a separate case)")
 
     def fill(_):
         with open(os.path.join(folder, "filler"), "ab", buffering=0) as fh:

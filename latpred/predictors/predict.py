@@ -141,11 +141,18 @@ class Predictor:
         return f"Predictor({self.bundle.describe()})"
 
     # -- inputs -----------------------------------------------------------------------------------
+    def _bundle_scenario(self) -> Scenario:
+        """The bundle's scenario, parsed once per predictor (it is asked for every model)."""
+        cached = self.__dict__.get("_scenario_cache")
+        if cached is None or cached.id != self.bundle.scenario:
+            cached = self.__dict__["_scenario_cache"] = Scenario.parse(self.bundle.scenario)
+        return cached
+
     def rows_of(self, graph: ModelGraph) -> list[OpRow]:
         """What the bundle's runtime executes, as rows to predict: on a GPU scenario the kernels
         after the delegate's fusion and kernel selection (:mod:`latpred.gpu`), else one row per
         op (:func:`op_rows`)."""
-        scenario = Scenario.parse(self.bundle.scenario)
+        scenario = self._bundle_scenario()
         if not scenario.is_gpu:
             return op_rows(graph)
         from ..gpu import deduce_kernels, kernel_feature_rows, resolve_gpu
@@ -163,7 +170,7 @@ class Predictor:
     def scenario_mismatch(self, graph: ModelGraph, name: str | None = None) -> str | None:
         """What makes ``graph`` a model of another scenario than the bundle's (its file format is
         not the bundle runtime's, or its precision differs), as one sentence; None if nothing."""
-        scenario = Scenario.parse(self.bundle.scenario)
+        scenario = self._bundle_scenario()
         want_format = RUNTIME_FORMATS.get(scenario.runtime)
         precision = model_precision(graph)
         other_format = want_format is not None and graph.format != want_format
