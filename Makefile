@@ -7,7 +7,7 @@ export TF_USE_LEGACY_KERAS ?= 1
 QUICK ?=
 N ?= 1000
 
-.PHONY: install test demo bench experiments fuzz clean
+.PHONY: install test demo bench experiments fuzz bundles clean
 
 install: $(STAMP)
 
@@ -35,6 +35,13 @@ experiments: install
 # hostile-input fuzzing: N seeded mutants of real models (summary in experiments/.cache/fuzz)
 fuzz: install
 	$(PY) experiments/fuzz.py --cases $(N)
+
+# the committed source bundle of `latpred adapt` (datasets/host/CARD.md): GBDT on the primary
+# store's 1000 synthetic models
+PRIMARY := datasets/host/litert_cpu1_fp32_opprof.sqlite
+bundles: install
+	$(PY) -c "import sys; from latpred.store import ProfileStore; s = ProfileStore(sys.argv[1], readonly=True); print(*sorted(m for m in s.frame(s.scenarios()[0]).model.unique() if m.startswith('nas_')), sep='\n')" $(PRIMARY) > $(VENV)/synthetic_models.txt
+	$(PY) -m latpred train $(PRIMARY) --method gbdt --train-models $(VENV)/synthetic_models.txt --out datasets/host/bundles/litert_cpu1_fp32_opprof_gbdt.latpred
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

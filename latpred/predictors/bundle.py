@@ -409,10 +409,17 @@ def _bundle(m: dict, arrays: dict[str, np.ndarray], zf: zipfile.ZipFile) -> Bund
         if model.category != cat:
             raise _Invalid(f"category {cat} holds a model of {model.category}")
         models[cat] = model
+    training = _get(m, "training", dict, "bundle")
+    if training.get("adaptation") is not None:
+        from .adapt import check_adaptation
+        try:
+            check_adaptation(training["adaptation"])
+        except ValueError as exc:
+            raise _Invalid(str(exc)) from None
     return Bundle(scenario=_get(m, "scenario", str, "bundle"), method=method, models=models,
                   features=features, overhead_ms=_finite(m, "overhead_ms", "bundle"),
                   overhead_share=_finite(m, "overhead_share", "bundle", low=0.0),
-                  fallback=fallback, training=_get(m, "training", dict, "bundle"),
+                  fallback=fallback, training=training,
                   versions=versions, format_version=BUNDLE_VERSION)
 
 

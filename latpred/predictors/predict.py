@@ -238,6 +238,26 @@ class Predictor:
             raise ValueError("names and row_lists differ in length")
         rows = [[_as_row(r, i) for i, r in enumerate(rl)] for rl in row_lists]
         flat = [r for rl in rows for r in rl]
+        latency, fallback, fused = self.row_latencies(flat)
+        out, start = [], 0
+        for name, rl in zip(names, rows):
+            end = start + len(rl)
+            lat = latency[start:end]
+            ops_ms = float(lat.sum())
+            overhead = float(self.bundle.overhead_for(ops_ms))
+            out.append(Prediction(
+                model=name, latency_ms=overhead + ops_ms, overhead_ms=overhead,
+                op_index=np.array([r.index for r in rl], dtype=np.int64),
+                op_type=[r.type for r in rl], op_category=[r.category for r in rl],
+                op_latency_ms=lat.copy(), op_fallback=fallback[start:end].copy(),
+                op_fused=fused[start:end].copy()))
+            start = end
+        return out
+
+    def row_latencies(self, flat: Sequence[OpRow], adapted: bool = True
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-row (latency ms, fallback, fused) of OpRows; ``adapted=False`` gives the source
+        bundle's latency of an adapted bundle (its prior, :mod:`latpred.predictors.adapt`)."""
         latency = np.zeros(len(flat))
         fallback = np.zeros(len(flat), dtype=bool)
         # ops the runtime folds into the next op cost nothing and need no model
@@ -259,20 +279,11 @@ class Predictor:
                 fallback[positions] = True
                 fell_back[cat] = len(positions)
         self._warn_fallback(fell_back)
-        out, start = [], 0
-        for name, rl in zip(names, rows):
-            end = start + len(rl)
-            lat = latency[start:end]
-            ops_ms = float(lat.sum())
-            overhead = float(self.bundle.overhead_for(ops_ms))
-            out.append(Prediction(
-                model=name, latency_ms=overhead + ops_ms, overhead_ms=overhead,
-                op_index=np.array([r.index for r in rl], dtype=np.int64),
-                op_type=[r.type for r in rl], op_category=[r.category for r in rl],
-                op_latency_ms=lat.copy(), op_fallback=fallback[start:end].copy(),
-                op_fused=fused[start:end].copy()))
-            start = end
-        return out
+        adaptation = self.bundle.training.get("adaptation")
+        if adapted and adaptation:
+            from .adapt import apply_adaptation
+            latency = apply_adaptation(adaptation, flat, latency, fused)
+        return latency, fallback, fused
 
     def _fallback(self, feats: list[dict[str, float]]) -> np.ndarray:
         fb = self.bundle.fallback
