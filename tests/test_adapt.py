@@ -60,25 +60,27 @@ def _mape(pred, y):
 @pytest.mark.parametrize("target", ["cpu2", "int8"])
 def test_adapting_to_another_host_scenario_beats_the_unadapted_bundle(source, target, request):
     names, rows, y = request.getfixturevalue(target)
-    rng = np.random.default_rng(7)
-    k = 20
-    train = rng.choice(len(y), k, replace=False)
-    test = np.setdiff1d(np.arange(len(y)), train)
-    adapted = A.adapt(source, [rows[i] for i in train], y[train], device=f"host-{target}",
-                      names=[names[i] for i in train])
-    ad = adapted.bundle.training["adaptation"]
-    assert ad["k"] == k and ad["models"] == [names[i] for i in train]
-    assert ad["device"] == f"host-{target}" and ad["chosen"] in ad["cv_mspe"]
-    pred = np.array([p.latency_ms for p in adapted.predict_rows_many([rows[i] for i in test])])
-    unadapted = np.array([p.latency_ms for p in source.predict_rows_many([rows[i] for i in test])])
-    before, after = _mape(unadapted, y[test]), _mape(pred, y[test])
+    k = 50
+    mapes = []
+    for draw in range(4):
+        rng = np.random.default_rng(draw)
+        train = rng.choice(len(y), k, replace=False)
+        test = np.setdiff1d(np.arange(len(y)), train)
+        adapted = A.adapt(source, [rows[i] for i in train], y[train], device=f"host-{target}",
+                          names=[names[i] for i in train])
+        ad = adapted.bundle.training["adaptation"]
+        assert ad["k"] == k and ad["models"] == [names[i] for i in train]
+        assert ad["device"] == f"host-{target}" and ad["chosen"] in ad["cv_mspe"]
+        test_rows = [rows[i] for i in test]
+        scale = A.adapt(source, [rows[i] for i in train], y[train], method="scale")
+        mapes.append([_mape([p.latency_ms for p in m.predict_rows_many(test_rows)], y[test])
+                      for m in (source, adapted, scale)])
+    before, after, one_scale = np.mean(mapes, axis=0)
     # the host bundle is 2x (cpu2) to 2.7x (int8) too slow for these scenarios
     assert before > 60
     assert after < 0.5 * before, (before, after)
-    # what the CV chose is no worse on the held-out models than one global scale (+ overhead)
-    scale = A.adapt(source, [rows[i] for i in train], y[train], method="scale")
-    pred_scale = [p.latency_ms for p in scale.predict_rows_many([rows[i] for i in test])]
-    assert after <= 1.15 * _mape(pred_scale, y[test])
+    # what the CV chose is, over the draws, no worse on held-out models than one global scale
+    assert after <= 1.1 * one_scale, (after, one_scale)
 
 
 def test_per_op_breakdown_sums_to_the_adapted_latency_and_survives_save_load(source, cpu2,
@@ -123,8 +125,10 @@ def test_fit_recovers_known_group_scales_of_a_simulated_target(source, cpu2):
 
 def test_candidates_follow_k_and_bad_latencies_are_refused(source, cpu2):
     assert [c.method for c in A.candidates(4)] == ["scale"]
-    assert {c.method for c in A.candidates(10)} == {"scale", "group-scales"}
-    assert "group-linear" in {c.method for c in A.candidates(100)}
+    assert {c.method for c in A.candidates(9)} == {"scale", "group-scales"}
+    assert {c.method for c in A.candidates(10)} == {"scale", "group-scales", "group-linear"}
+    with pytest.raises(A.LatpredError, match="at least 10"):
+        A.candidates(6, "group-linear")
     names, rows, y = cpu2
     s = A.summarize(source, rows[:10], names[:10])
     for bad in (0.0, -1.0, math.nan, math.inf):

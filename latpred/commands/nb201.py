@@ -12,6 +12,12 @@ _NONE_NOTE = ("Edges 'none' are NAS-Bench-201's x*0; the TFLite converter keeps 
               "cell with no path from its input to its output ('dead' cell, 341 archs) is "
               "converted like any other: nothing is pruned, every op runs, the output is a "
               "constant. (HW-NAS-Bench's own TFLite files prune such networks.)")
+_EDGES_HELP = ("which edges of the cell run: 'all' (default) the converted .tflite as it is, every "
+               "'none' a MUL by 0; 'live' only the edges on a path from the cell's input to its "
+               "output that uses no 'none' (the rest, and every x*0, removed; a dead cell's "
+               "network is a constant, predicted as the overhead alone): what a runtime that "
+               "prunes zero and dead computation executes. HW-NAS-Bench's and "
+               "HW-NAS-Bench-360's files were pruned so")
 
 
 def _network_args(p: argparse.ArgumentParser) -> None:
@@ -48,15 +54,17 @@ def register(subparsers) -> None:
     build.set_defaults(func=run_build)
     pred = sub.add_parser(
         "predict", help="predict the latency of NAS-Bench-201 networks with a bundle",
-        description="Predict end-to-end latency (ms) per arch with a bundle, from the graph IR "
-                    "built straight from the arch string (the IR of the converted .tflite; no "
-                    "TensorFlow, no file). --json prints a list of {model, index, arch, "
-                    "latency_ms, overhead_ms, ops}. " + _NONE_NOTE)
+        description="Predict end-to-end latency (ms) per arch with a bundle, from the ops of the "
+                    "converted .tflite built straight from the arch string (no TensorFlow, no "
+                    "file; a CPU bundle scores thousands of archs a second). --json prints a list "
+                    "of {model, index, arch, latency_ms, overhead_ms, ops}. " + _NONE_NOTE
+                    + " --edges live predicts the pruned network instead.")
     pred.add_argument("bundle", metavar="BUNDLE", help="bundle file written by `latpred train`")
     _network_args(pred)
     pred.add_argument("--json", action="store_true", help="machine-readable output")
     pred.add_argument("--gpu", metavar="GPU",
                       help="GPU bundles: the GPU whose kernel fusion and selection to replay")
+    pred.add_argument("--edges", choices=("all", "live"), default="all", help=_EDGES_HELP)
     pred.set_defaults(func=run_predict)
 
 
@@ -92,12 +100,56 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_predict(args: argparse.Namespace) -> int:
+def _record(name: str, arch: str, p) -> dict:
+    d = p.to_dict()
+    index = name[len("nb201_"):]
+    return {"model": d.pop("model"), "index": int(index) if index.isdigit() else None,
+            "arch": arch, **d}
+
+
+_OP_JSON = (',\n    "type": {},\n    "category": {},\n    "latency_ms": {},\n    "fallback": {},'
+            '\n    "fused": {}\n   }}')
+
+
+def _json_text(items, preds) -> str:
+    """``json.dumps([_record(...) ...], indent=1)``, the per-op rows (most of the text) from a
+    template: json's indenting encoder is pure Python, several times slower than the rest of
+    the command for thousands of archs."""
+    import dataclasses
     import json
+    rows: dict[tuple, str] = {}               # an op's text after its index: archs share rows
+
+    def row(t: str, c: str, v: float, f: bool, u: bool) -> str:
+        key = (t, c, v, f, u)
+        if key not in rows or not v:          # 0.0 == -0.0 as keys, not as text
+            rows[key] = _OP_JSON.format(json.dumps(t), json.dumps(c), json.dumps(v),
+                                        json.dumps(f), json.dumps(u))
+        return rows[key]
+
+    out = []
+    for (name, arch), p in zip(items, preds):
+        head = dataclasses.replace(p, op_index=p.op_index[:0], op_type=[], op_category=[],
+                                   op_latency_ms=p.op_latency_ms[:0],
+                                   op_fallback=p.op_fallback[:0], op_fused=p.op_fused[:0],
+                                   _ops=None)
+        d = " " + json.dumps(_record(name, arch, head), indent=1).replace("\n", "\n ")
+        if len(p.op_index):
+            ops = ",\n".join(
+                f'   {{\n    "index": {i}' + row(t, c, v, f, u)
+                for i, t, c, v, f, u in zip(p.op_index.tolist(), p.op_type, p.op_category,
+                                            p.op_latency_ms.tolist(), p.op_fallback.tolist(),
+                                            p.op_fused.tolist()))
+            before, _, after = d.rpartition('"ops": []')
+            d = f'{before}"ops": [\n{ops}\n  ]{after}'
+        out.append(d)
+    return "[\n" + ",\n".join(out) + "\n]" if out else "[]"
+
+
+def run_predict(args: argparse.Namespace) -> int:
     import sys
 
     from ..predictors import LatencyPredictor
-    from ..sources.nb201 import nb201_graph
+    from ..sources.nb201 import predict_archs
     from .predict import warn_other_cpu
     shape, classes = _network(args)
     items = _resolve(args)
@@ -105,22 +157,14 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.gpu:
         predictor.gpu = args.gpu
     warn_other_cpu(predictor)
-    graphs = [nb201_graph(arch, shape, classes, name=name) for name, arch in items]
-    preds = predictor.predict_many(graphs)
+    preds = predict_archs(predictor, [arch for _, arch in items], shape, classes,
+                          edges=args.edges, names=[name for name, _ in items])
     if args.json:
-        out = []
-        for (name, arch), p in zip(items, preds):
-            d = p.to_dict()
-            index = name[len("nb201_"):]
-            d = {"model": d.pop("model"), "index": int(index) if index.isdigit() else None,
-                 "arch": arch, **d}
-            out.append(d)
-        json.dump(out, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        sys.stdout.write(_json_text(items, preds) + "\n")
         return 0
     print(f"{predictor.bundle.method} predictor for {predictor.bundle.scenario} "
           f"({predictor.bundle.describe_overhead()}); input {'x'.join(map(str, shape))}, "
-          f"{classes} classes")
+          f"{classes} classes, {args.edges} edges")
     width = max(12, *(len(n) for n, _ in items))
     print(f"{'model':<{width}}  {'latency ms':>11}  {'ops':>4}  arch")
     for (name, arch), p in zip(items, preds):

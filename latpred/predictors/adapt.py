@@ -46,12 +46,14 @@ log = logging.getLogger("latpred")
 ADAPT_METHODS = ("auto", "scale", "group-scales", "group-linear")
 MIN_MODELS = 3               # 2 numbers (scale, overhead) and one model to validate them
 MIN_MODELS_GROUPS = 5        # below: only the global scale is fitted
-MIN_MODELS_LINEAR = 20       # below: no per-group work terms
+MIN_MODELS_LINEAR = 10       # below: no per-group work terms
 LOO_MAX = 30                 # leave-one-out up to this K, else CV_FOLDS folds
 CV_FOLDS = 10
-SHRINK_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
-LINEAR_GRID = ((0.1, 0.01), (0.1, 0.1), (1.0, 0.01), (1.0, 0.1), (1.0, 1.0), (10.0, 0.1))
+SE_RULE = 0.25               # one-SE rule, scaled: chosen on the development columns (README)
+SHRINK_GRID = (1e-4, 1e-3, 1e-2, 0.1, 1.0)
+LINEAR_GRID = ((1e-3, 1.0), (1e-3, 0.1), (1e-3, 0.01), (0.1, 1.0), (0.1, 0.1), (0.1, 0.01))
 WORK_TERMS = ("flops", "bytes", "count")
+MIN_GROUP_SHARE = 0.01       # smaller groups share one pooled scale (see _solve)
 _CONV_LIKE = set(CONV_CATEGORIES) | {"Winograd"}
 
 
@@ -175,7 +177,33 @@ class AdaptedCoefficients:
 
 
 def _solve(s: Summaries, y: np.ndarray, cand: Candidate) -> AdaptedCoefficients:
-    """Bounded least squares on the relative errors (MSPE) with the candidate's penalties."""
+    """Bounded least squares on the relative errors (MSPE) with the candidate's penalties.
+
+    Groups under MIN_GROUP_SHARE of the K models' prior latency share one pooled scale and get
+    no work terms: a group of a few tiny ops cannot be fitted from end-to-end times, only
+    overfitted."""
+    n, G = s.prior.shape
+    if cand.method != "scale" and G > 1:
+        share = s.prior.sum(axis=0) / max(float(s.prior.sum()), 1e-300)
+        small = share < MIN_GROUP_SHARE
+        if small.sum() > 1 and not small.all():
+            big = np.flatnonzero(~small)
+            pooled = Summaries(s.names, [s.groups[i] for i in big] + ["(pooled)"],
+                               np.column_stack([s.prior[:, big], s.prior[:, small].sum(axis=1)]),
+                               np.concatenate([s.work[:, big], np.zeros((n, 1, len(WORK_TERMS)))],
+                                              axis=1), s.prior_e2e)
+            c = _solve_groups(pooled, y, cand, no_work_last=True)
+            scales = np.full(G, c.scales[-1])
+            scales[big] = c.scales[:-1]
+            work = np.zeros((G, len(WORK_TERMS)))
+            work[big] = c.work[:-1]
+            return AdaptedCoefficients(s.groups, c.overhead_ms, scales, work, c.default_scale,
+                                       cand)
+    return _solve_groups(s, y, cand)
+
+
+def _solve_groups(s: Summaries, y: np.ndarray, cand: Candidate,
+                  no_work_last: bool = False) -> AdaptedCoefficients:
     from scipy.optimize import nnls
     n, G = s.prior.shape
     total = s.prior.sum(axis=1)
@@ -188,14 +216,17 @@ def _solve(s: Summaries, y: np.ndarray, cand: Candidate) -> AdaptedCoefficients:
         return AdaptedCoefficients(s.groups, float(sol[0]), np.full(G, scale),
                                    np.zeros((G, len(WORK_TERMS))), scale, cand)
     # group scales relative to the global one, so that the shrinkage is unit-free
-    base = _solve(s, y, Candidate("scale"))
+    base = _solve_groups(s, y, Candidate("scale"))
     s0 = base.default_scale if base.default_scale > 0 else 1.0
     share = s.prior.sum(axis=0)
     share = share / share.sum() if share.sum() > 0 else np.full(G, 1.0 / G)
     cols = [inv[:, None], s.prior * s0 * inv[:, None]]
     use_work = cand.method == "group-linear"
     if use_work:
-        cols.append(s.work.reshape(n, -1) * inv[:, None])
+        work_cols = s.work.copy()
+        if no_work_last:
+            work_cols[:, -1] = 0.0            # the pooled group: its ridge keeps these at 0
+        cols.append(work_cols.reshape(n, -1) * inv[:, None])
     A = np.column_stack(cols)
     norm = A.mean(axis=0)
     norm = np.where(norm > 0, norm, 1.0)      # a group no model has: penalties decide it
@@ -278,7 +309,7 @@ def fit_coefficients(s: Summaries, y, method: str = "auto", seed: int = 0
     scores = {label: float(e.mean()) for label, e in errors.items()}
     best = min(cands, key=lambda c: scores[c.label])
     se = float(errors[best.label].std(ddof=1) / math.sqrt(len(y))) if len(y) > 1 else 0.0
-    chosen = next(c for c in cands if scores[c.label] <= scores[best.label] + se)
+    chosen = next(c for c in cands if scores[c.label] <= scores[best.label] + SE_RULE * se)
     return _solve(s, y, chosen), scores
 
 

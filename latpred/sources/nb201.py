@@ -28,24 +28,31 @@ else (the conv then has zero weights). So a "dead" cell (every input->output pat
 ``none``, 341 of the 15,625 archs) is converted like any other: nothing is pruned, every op runs,
 and the network's output is a constant. The files behind the CARD's HW-NAS-Bench and
 HW-NAS-Bench-360 TFLite latencies were pruned instead (those archs read well under 1 ms there),
-so latpred's latency for a dead-cell arch is that of the full graph, not of theirs.
+so latpred's latency for a dead-cell arch is that of the full graph, not of theirs. ``edges="live"``
+(:func:`nb201_graph` and the functions after it) gives the pruned network: only the edges on a
+path from node 0 to node 3 that uses no ``none`` (:func:`live_edges`), as the converter makes that
+network; a dead cell's network is then a constant, with no ops.
 
 :func:`nb201_graph` builds the IR of the converted .tflite without TensorFlow by replaying what the
 converter does with this graph (each rule checked op for op against real conversions): the
 GraphDef import orders ops by a topological sort driven by node names (``_import_order``; layers
 are named ``NB201/n<k>`` in build order, and every weight sorts before the input, so that the
-order follows the graph from the input); then conv+BN are folded, identical ops
+order follows the graph from the input); then conv+BN are folded (also the head's BN into a
+live cell's last conv), identical ops
 merged (CSE: one ReLU, one x*0, one pool per tensor; ADD commutes), a BN after an ADD becomes
 MUL + ADD, a ReLU is fused into a CONV_2D / ADD / MUL / AVERAGE_POOL_2D whose output feeds
 nothing else, and an x*0 into such a CONV_2D. :func:`nb201_features` gives the same features
-without building the IR, per unit (stem, cell, reduction, head), for scoring many archs.
+without building the IR, per unit (stem, cell, reduction, head), :func:`nb201_rows` the rows a
+CPU bundle predicts, and :func:`predict_archs` the predictions of many archs at once.
 The IR mirrors the TFLite file only; ONNX files (tf2onnx) are not replayed.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -113,6 +120,16 @@ def arch_str(cell: Cell) -> str:
     return "+".join("|" + "|".join(f"{op}~{j}" for op, j in node) + "|" for node in cell)
 
 
+_OP = "(?:" + "|".join(OPS) + ")"
+_PLAIN_ARCH = re.compile(r"\|{0}~0\|\+\|{0}~0\|{0}~1\|\+\|{0}~0\|{0}~1\|{0}~2\|".format(_OP))
+
+
+def canonical_arch(text: str) -> str:
+    """``arch_str(parse_arch(text))``; a string already so written is returned without parsing
+    (a table of 15,625 archs loads in a few ms)."""
+    return text if _PLAIN_ARCH.fullmatch(text) else arch_str(parse_arch(text))
+
+
 def dead_cell(cell: Cell) -> bool:
     """True when no input->output path of the cell avoids ``none``: the cell computes x * 0."""
     live = {0}
@@ -120,6 +137,23 @@ def dead_cell(cell: Cell) -> bool:
         if any(op != "none" and j in live for op, j in node):
             live.add(i)
     return NUM_NODES - 1 not in live
+
+
+def live_edges(cell: Cell | str) -> list[bool]:
+    """Per edge of the cell (6, in the order the arch lists them: node 1's, node 2's, node 3's):
+    True when the edge lies on a path from node 0 to node 3 that uses no ``none`` edge."""
+    if isinstance(cell, str):
+        cell = parse_arch(cell)
+    fwd = {0}                                  # reached from node 0 without a none
+    for i, node in enumerate(cell, start=1):
+        if any(op != "none" and j in fwd for op, j in node):
+            fwd.add(i)
+    bwd = {NUM_NODES - 1}                      # reaching node 3 without a none
+    for i in range(NUM_NODES - 1, 0, -1):
+        if i in bwd:
+            bwd.update(j for op, j in cell[i - 1] if op != "none")
+    return [op != "none" and j in fwd and i in bwd
+            for i, node in enumerate(cell, start=1) for op, j in node]
 
 
 def arch_hash(arch: str) -> str:
@@ -135,19 +169,20 @@ class ArchTable:
         self.path = Path(path)
         try:
             with open(self.path, newline="", encoding="utf-8") as fh:
-                reader = csv.DictReader(fh)
-                cols = reader.fieldnames or []
+                reader = csv.reader(fh)
+                cols = next(reader, [])
                 key = next((c for c in ("nb201_index", "index") if c in cols), None)
                 if key is None or "arch_str" not in cols:
                     raise LatpredError(f"{self.path}: arch table needs columns nb201_index (or "
                                        "index) and arch_str")
-                rows = [(int(r[key]), r["arch_str"]) for r in reader]
+                k, a = cols.index(key), cols.index("arch_str")
+                rows = [(int(r[k]), r[a]) for r in reader if r]
         except OSError as exc:
             raise LatpredError(f"{self.path}: cannot read arch table ({exc.strerror})") from None
-        except ValueError as exc:
+        except (ValueError, IndexError) as exc:     # IndexError: a row short of a column
             raise LatpredError(f"{self.path}: bad arch table row ({exc})") from None
         self.by_index = dict(rows)
-        self.by_arch = {arch_str(parse_arch(a)): i for i, a in rows}
+        self.by_arch = {canonical_arch(a): i for i, a in rows}
 
     def arch(self, index: int) -> str:
         if index not in self.by_index:
@@ -156,7 +191,7 @@ class ArchTable:
         return self.by_index[index]
 
     def index(self, arch: str) -> int | None:
-        return self.by_arch.get(arch_str(parse_arch(arch)))
+        return self.by_arch.get(canonical_arch(arch))
 
 
 def load_table(path: str | os.PathLike | None = None, required: bool = False) -> ArchTable | None:
@@ -181,8 +216,8 @@ def resolve(token: str, table: ArchTable | None = None,
         table = table or load_table(table_path, required=True)
         index = int(token)
         return f"nb201_{index}", arch_str(parse_arch(table.arch(index)))
-    arch = arch_str(parse_arch(token))
-    index = table.index(arch) if table is not None else None
+    arch = canonical_arch(token)
+    index = table.by_arch.get(arch) if table is not None else None
     return (f"nb201_{index}" if index is not None else f"nb201_h{arch_hash(arch)}"), arch
 
 
@@ -232,12 +267,17 @@ def _stem_unit() -> _Unit:
     return u
 
 
-def _cell_unit(cell: Cell) -> _Unit:
+def _cell_unit(cell: Cell, live: Sequence[bool] | None = None) -> _Unit:
+    """The cell's layers; with ``live`` (per edge, :func:`live_edges`) only those edges, and a
+    node without one is not computed (no live edge reads it)."""
     u = _Unit()
-    nodes = [0]
+    nodes: list[int | None] = [0]
+    keep = iter(live) if live is not None else itertools.repeat(True)
     for node in cell:
         terms = []
         for op, j in node:
+            if not next(keep):
+                continue
             x = nodes[j]
             if op == "none":
                 terms.append(u.add("zero", (x,)))
@@ -247,6 +287,9 @@ def _cell_unit(cell: Cell) -> _Unit:
                 terms.append(u.add("pool", (x,), (3, 1, "SAME")))
             else:
                 terms.append(u.relu_conv_bn(x, 3 if op == "nor_conv_3x3" else 1))
+        if not terms:
+            nodes.append(None)
+            continue
         y = terms[0]
         for t in terms[1:]:
             y = u.add("add", (y, t))
@@ -273,10 +316,20 @@ def _head_unit() -> _Unit:
 _STEM, _REDUCTION, _HEAD = _stem_unit(), _reduction_unit(), _head_unit()
 
 
-def _network(cell: Cell) -> list[tuple[str, _Unit, int]]:
-    """(name, unit, channels) in order: stem, 3 stages of cells joined by reductions, head."""
+EDGES = ("all", "live")
+
+
+def check_edges(edges: str) -> str:
+    if edges not in EDGES:
+        raise LatpredError(f"edges must be one of {', '.join(EDGES)}, got {edges!r}")
+    return edges
+
+
+def _network(cell: Cell, edges: str = "all") -> list[tuple[str, _Unit, int]]:
+    """(name, unit, channels) in order: stem, 3 stages of cells joined by reductions, head.
+    ``edges="live"``: cells of their live edges only (a dead cell's network is not built)."""
     units = [("stem", _STEM, STEM_CHANNELS)]
-    cu = _cell_unit(cell)
+    cu = _cell_unit(cell, live_edges(cell) if check_edges(edges) == "live" else None)
     for stage, c in enumerate(STAGE_CHANNELS):
         if stage:
             units.append((f"reduction{stage}", _REDUCTION, c))
@@ -386,7 +439,10 @@ def _program(u: _Unit, x_producer: str | None) -> _Program:
         ins = [value[j] for j in pins[node]]
         if kind == "bn":
             src = pins[node][0]
-            if kinds[src] == "conv" and consumers[src] == 1:
+            # the conv may be the previous unit's last op (the head after a live cell that ends
+            # in a conv; in the full network a cell ends in an ADD)
+            conv = kinds[src] == "conv" or (src == 0 and x_producer == "CONV_2D")
+            if conv and consumers[src] == 1:
                 value[node] = ins[0]           # folded into the conv's weights and bias
             else:                              # scale and shift
                 m = emit("MUL", ins, {"activation": "NONE"}, node)
@@ -469,11 +525,11 @@ def _program(u: _Unit, x_producer: str | None) -> _Program:
 _FIXED_PROGRAMS: dict[tuple, _Program] = {}
 
 
-@lru_cache(maxsize=NUM_ARCHS)
-def _programs(cell: Cell) -> tuple[tuple[str, _Program, int], ...]:
+@lru_cache(maxsize=2 * NUM_ARCHS)
+def _programs(cell: Cell, edges: str = "all") -> tuple[tuple[str, _Program, int], ...]:
     """Every unit of the network as converted ops, in order: (unit name, program, channels)."""
     progs, x_type, cell_progs = [], None, {}
-    for name, u, c in _network(cell):
+    for name, u, c in _network(cell, edges):
         if name.startswith("cell"):           # the same cell, after a conv or after an ADD
             if x_type not in cell_progs:
                 if "ADD" not in cell_progs:
@@ -490,8 +546,16 @@ def _programs(cell: Cell) -> tuple[tuple[str, _Program, int], ...]:
                 _FIXED_PROGRAMS[key] = _program(u, x_type)
             prog = _FIXED_PROGRAMS[key]
         progs.append((name, prog, c))
-        x_type = prog.ops[prog.out][0]
+        if prog.out != X:                      # a live cell may be the identity: no ops
+            x_type = prog.ops[prog.out][0]
     return tuple(progs)
+
+
+def _live_programs(cell: Cell, edges: str) -> tuple[tuple[str, _Program, int], ...]:
+    """``_programs``, but none for a dead cell's live network (it has no ops)."""
+    if edges == "live" and dead_cell(cell):
+        return ()
+    return _programs(cell, edges)
 
 
 # -- the graph IR without TensorFlow ------------------------------------------------------------
@@ -540,10 +604,15 @@ def _instantiate(prog: _Program, tensors: dict, ops: list, x: int, channels: int
 
 
 def nb201_graph(arch: str, input_shape: Sequence[int] = DEFAULT_INPUT,
-                classes: int = DEFAULT_CLASSES, name: str | None = None):
+                classes: int = DEFAULT_CLASSES, name: str | None = None, edges: str = "all"):
     """The graph IR (``latpred.ir.ModelGraph``) that ``latpred.read_model`` gives for the converted
     fp32 .tflite of ``arch`` (op types and order, tensor shapes, attributes, constants), built from
-    the string alone."""
+    the string alone.
+
+    ``edges="live"``: the network of the cell's live edges only (:func:`live_edges`), as the
+    converter makes it (``model_bytes(..., edges="live")``): what a runtime that prunes zero and
+    dead computation executes. A dead cell's network then computes a constant: no ops, the
+    output one constant tensor."""
     from ..ir import ModelGraph, Tensor        # here: the CLI imports this module to register
     cell = parse_arch(arch)
     shape3 = check_input(input_shape, classes)
@@ -551,7 +620,10 @@ def nb201_graph(arch: str, input_shape: Sequence[int] = DEFAULT_INPUT,
     ops: list = []
     shared: dict = {}
     x = 0
-    for _, prog, channels in _programs(cell):
+    if check_edges(edges) == "live" and dead_cell(cell):
+        x = 1
+        tensors[x] = Tensor(x, "t1", (1, int(classes)), "float32", True)
+    for _, prog, channels in _live_programs(cell, edges):
         x = _instantiate(prog, tensors, ops, x, channels, int(classes), shared)
     return ModelGraph(fmt="tflite", layout="NHWC", tensors=tensors, ops=ops, inputs=[0],
                       outputs=[x], path=None, file_size=0,
@@ -559,7 +631,7 @@ def nb201_graph(arch: str, input_shape: Sequence[int] = DEFAULT_INPUT,
 
 
 # -- features, fast: per unit, from ops already seen ----------------------------------------------
-_UNIT_FEATURES: dict[tuple, list] = {}     # (unit program, input shape, channels, classes)
+_UNIT_FEATURES: dict[tuple, tuple] = {}    # (unit program, input shape, channels, classes)
 _CELL_OP_FEATURES: dict[tuple, dict] = {}  # (op type, layer kind, param, input shape, channels)
 
 
@@ -574,35 +646,130 @@ def _unit_features(prog: _Program, x_shape: tuple, channels: int, classes: int) 
                                      inputs=[0], outputs=[out]))
 
 
-def nb201_features(arch: str, input_shape: Sequence[int] = DEFAULT_INPUT,
-                   classes: int = DEFAULT_CLASSES) -> list[dict[str, float]]:
-    """``graph_features(nb201_graph(arch, input_shape, classes))``, computed per unit: the stem,
-    reductions and head are the same in every arch, and a cell's ops (all on the stage's map
-    shape) are features already computed for an op of the same type, kernel and stage. A unit's
-    features do not depend on other units: no feature reads an op's fused activation, and the
-    only context flag (``folded``, a PAD before a VALID conv) lies inside the reduction."""
-    cell = parse_arch(arch)
-    shape3 = check_input(input_shape, classes)
-    classes = int(classes)
+def _unit_rows(cell: Cell, edges: str, shape3: tuple, classes: int) -> list[tuple]:
+    """Per unit of the network: (program, row keys, feature dicts), the dicts the caches hold
+    (not copies). A row key names one distinct feature row; the 5 cells of a stage share their
+    key and feature lists."""
     x_shape = (1, *shape3)
-    feats: list[dict[str, float]] = []
+    out: list[tuple] = []
     last = None
-    for name, prog, channels in _programs(cell):
+    for name, prog, channels in _live_programs(cell, edges):
         if name.startswith("cell"):
             if last is None or last[0] is not prog or last[1] != x_shape:
                 keys = [(t, kind, param, x_shape, channels) for t, _, _, kind, param, _ in prog.ops]
                 if any(k not in _CELL_OP_FEATURES for k in keys):
                     for k, f in zip(keys, _unit_features(prog, x_shape, channels, classes)):
                         _CELL_OP_FEATURES.setdefault(k, f)
-                last = (prog, x_shape, [_CELL_OP_FEATURES[k] for k in keys])
-            feats += map(dict.copy, last[2])       # fresh dicts, as graph_features gives
+                last = (prog, x_shape, keys, [_CELL_OP_FEATURES[k] for k in keys])
+            out.append((prog, last[2], last[3]))
         else:
             key = (id(prog), x_shape, channels, classes)
             if key not in _UNIT_FEATURES:
-                _UNIT_FEATURES[key] = _unit_features(prog, x_shape, channels, classes)
-            feats += map(dict.copy, _UNIT_FEATURES[key])
+                feats = _unit_features(prog, x_shape, channels, classes)
+                _UNIT_FEATURES[key] = ([(key, i) for i in range(len(feats))], feats)
+            out.append((prog, *_UNIT_FEATURES[key]))
         x_shape = _out_shape(name, x_shape, channels, classes)
+    return out
+
+
+def nb201_features(arch: str, input_shape: Sequence[int] = DEFAULT_INPUT,
+                   classes: int = DEFAULT_CLASSES, edges: str = "all") -> list[dict[str, float]]:
+    """``graph_features(nb201_graph(arch, input_shape, classes, edges=edges))``, computed per
+    unit: the stem, reductions and head are the same in every arch, and a cell's ops (all on the
+    stage's map shape) are features already computed for an op of the same type, kernel and
+    stage. A unit's features do not depend on other units: no feature reads an op's fused
+    activation, and the only context flag (``folded``, a PAD before a VALID conv) lies inside
+    the reduction."""
+    cell = parse_arch(arch)
+    shape3 = check_input(input_shape, classes)
+    check_edges(edges)
+    feats: list[dict[str, float]] = []
+    for _, _, unit_feats in _unit_rows(cell, edges, shape3, int(classes)):
+        feats += map(dict.copy, unit_feats)        # fresh dicts, as graph_features gives
     return feats
+
+
+def nb201_rows(arch: str, input_shape: Sequence[int] = DEFAULT_INPUT,
+               classes: int = DEFAULT_CLASSES, edges: str = "all") -> list:
+    """The rows a CPU bundle predicts for ``arch`` (``latpred.predictors.OpRow``: op index, op
+    type, category, features), as ``op_rows(nb201_graph(arch, ...))`` gives them, without the
+    IR (see :func:`nb201_features`); ready for ``Predictor.predict_rows_many``."""
+    from ..predictors.predict import OpRow
+    cell = parse_arch(arch)
+    shape3 = check_input(input_shape, classes)
+    check_edges(edges)
+    rows: list = []
+    for prog, _, unit_feats in _unit_rows(cell, edges, shape3, int(classes)):
+        for op, f in zip(prog.ops, unit_feats):
+            rows.append(OpRow(len(rows), op[0], categories.tflite_category(op[0]), dict(f)))
+    return rows
+
+
+def predict_archs(predictor, archs: Iterable[str], input_shape: Sequence[int] = DEFAULT_INPUT,
+                  classes: int = DEFAULT_CLASSES, edges: str = "all",
+                  names: Sequence[str] | None = None) -> list:
+    """``predictor.predict_many`` of the graphs ``nb201_graph(arch, ..., edges=edges)``
+    (``latpred.predictors.Prediction`` per arch, named ``names`` or as ``nb201_graph`` names
+    them), fast on a CPU bundle: every distinct op row (an op of a fixed unit, a cell op of one
+    type, kernel and stage) is predicted once and its latency shared by the archs that have it.
+    GPU bundles, whose kernels follow from fusion on the whole graph, predict the graphs."""
+    import numpy as np
+
+    from ..predictors.predict import OpRow, Prediction, Predictor
+    from ..scenario import Scenario
+    archs = list(archs)
+    names = list(names) if names is not None else [f"nb201_h{arch_hash(a)}" for a in archs]
+    if len(names) != len(archs):
+        raise ValueError("names and archs differ in length")
+    shape3 = check_input(input_shape, classes)
+    classes = int(classes)
+    check_edges(edges)
+    # the shortcut assumes one row per op (op_rows); a GPU bundle, or a predictor that makes
+    # rows its own way, gets the graphs
+    if Scenario.parse(predictor.bundle.scenario).is_gpu \
+            or type(predictor).rows_of is not Predictor.rows_of:
+        return predictor.predict_many(nb201_graph(a, shape3, classes, name=n, edges=edges)
+                                      for a, n in zip(archs, names))
+    if not archs:
+        return []
+    # every arch is an fp32 .tflite of the same ops: one check speaks for all
+    predictor.check_scenario(nb201_graph(archs[0], shape3, classes, edges=edges), names[0])
+    row_id: dict = {}                  # row key -> position in rows
+    rows: list = []                    # the distinct rows
+    per_arch: list[list[int]] = []
+    for a in archs:
+        ids: list[int] = []
+        last_keys, last_ids = None, None
+        for prog, keys, feats in _unit_rows(parse_arch(a), edges, shape3, classes):
+            if keys is not last_keys:          # the 5 cells of a stage share one key list
+                last_keys, last_ids = keys, []
+                for k, op, f in zip(keys, prog.ops, feats):
+                    i = row_id.get(k)
+                    if i is None:
+                        i = row_id[k] = len(rows)
+                        rows.append(OpRow(i, op[0], categories.tflite_category(op[0]), f))
+                    last_ids.append(i)
+            ids += last_ids
+        per_arch.append(ids)
+    # one call as predict_many makes (fallback, folded ops, adaptation), on the distinct rows
+    ref = predictor.predict_rows_many([rows], ["distinct rows"])[0] if rows else None
+    types = [r.type for r in rows]
+    cats = [r.category for r in rows]
+    out = []
+    for name, ids in zip(names, per_arch):
+        idx = np.array(ids, dtype=np.intp)
+        if ref is None:
+            lat, fb, fu = np.zeros(0), np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
+        else:
+            lat, fb, fu = ref.op_latency_ms[idx], ref.op_fallback[idx], ref.op_fused[idx]
+        ops_ms = float(lat.sum())
+        overhead = float(predictor.bundle.overhead_for(ops_ms))
+        out.append(Prediction(
+            model=name, latency_ms=overhead + ops_ms, overhead_ms=overhead,
+            op_index=np.arange(len(ids), dtype=np.int64), op_type=[types[i] for i in ids],
+            op_category=[cats[i] for i in ids], op_latency_ms=lat, op_fallback=fb,
+            op_fused=fu))
+    return out
 
 
 def _out_shape(unit: str, x: tuple, channels: int, classes: int) -> tuple:
@@ -618,25 +785,32 @@ def _seed(arch: str) -> int:
     return int(arch_hash(arch)[:8], 16) % (2 ** 31)
 
 
+def _check_buildable(cell: Cell, edges: str) -> None:
+    if check_edges(edges) == "live" and dead_cell(cell):
+        raise LatpredError(f"{arch_str(cell)} has a dead cell: its live network computes a "
+                           "constant and has no file")
+
+
 def build_keras(arch: str, input_shape: Sequence[int] = DEFAULT_INPUT,
-                classes: int = DEFAULT_CLASSES):
+                classes: int = DEFAULT_CLASSES, edges: str = "all"):
     """tf_keras model of ``arch`` at batch 1 with seeded random weights. Layers are named
     ``n<k>`` in the order they are made (the converter orders ops by name; see
     ``_import_order``). BN statistics, BN shifts and the classifier bias are random, not Keras'
     0/1 defaults, so the converter cannot drop an x*1 or x+0 that a trained network would not
-    have."""
+    have. ``edges="live"``: the cells of their live edges only (not for a dead cell)."""
     import numpy as np
     from .keras_build import import_tf
     tf, keras = import_tf()
     L = keras.layers
     cell = parse_arch(arch)
     shape3 = check_input(input_shape, classes)
+    _check_buildable(cell, edges)
     seed = _seed(arch)
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     x = inp = keras.Input(shape=shape3, batch_size=1, name=INPUT_NAME)
     bns, dense, count = [], None, 0
-    for _, u, channels in _network(cell):
+    for _, u, channels in _network(cell, edges):
         out: list[Any] = [x]
         for kind, ins, prm in zip(u.kind[1:], u.inputs[1:], u.param[1:]):
             count += 1
@@ -692,15 +866,17 @@ def _zero_layer():
 
 
 def model_bytes(arch: str, input_shape: Sequence[int] = DEFAULT_INPUT,
-                classes: int = DEFAULT_CLASSES, fmt: str = "tflite") -> bytes:
-    """The fp32 .tflite (TFLite converter) or ONNX (tf2onnx) file of ``arch``."""
+                classes: int = DEFAULT_CLASSES, fmt: str = "tflite", edges: str = "all") -> bytes:
+    """The fp32 .tflite (TFLite converter) or ONNX (tf2onnx) file of ``arch`` (``edges="live"``:
+    of its live network, see :func:`nb201_graph`)."""
     from .export import check_target, inference_function, to_onnx, to_tflite
     from .keras_build import import_tf
     check_target("fp32", fmt)
     _, keras = import_tf()
     keras.backend.clear_session()
     shape3 = check_input(input_shape, classes)
-    model = build_keras(arch, shape3, classes)
+    _check_buildable(parse_arch(arch), edges)
+    model = build_keras(arch, shape3, classes, edges)
     fn, concrete = inference_function(model, shape3)
     if fmt == "onnx":
         return to_onnx(fn)
