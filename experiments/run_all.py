@@ -2,7 +2,9 @@
 
 ``make experiments`` runs ``python experiments/run_all.py``; ``make experiments QUICK=1`` adds
 ``--quick`` (fewer models, draws and smaller grids, ≤ 5 min). Every number in the README comes from
-the CSV files written under ``--out``; a missing scenario or model set reads "no data yet".
+the CSV files written under ``--out``; a missing scenario or model set reads "no data yet". The
+real-device sections (exp_real_devices, exp_real_decisions: ../shared data, results always in
+experiments/results) run only without ``--quick``.
 """
 from __future__ import annotations
 
@@ -23,11 +25,14 @@ import exp_dataset_shift  # noqa: E402
 import exp_hardware  # noqa: E402
 import exp_in_distribution  # noqa: E402
 import exp_overhead_noise  # noqa: E402
+import exp_real_decisions  # noqa: E402
+import exp_real_devices  # noqa: E402
 import exp_training_size  # noqa: E402
 from latpred.fileio import atomic_write_text  # noqa: E402  (common put the repo on sys.path)
 
 EXPERIMENTS = (exp_in_distribution, exp_dataset_shift, exp_training_size, exp_hardware,
-               exp_overhead_noise, exp_baselines, exp_ablation)
+               exp_overhead_noise, exp_baselines, exp_ablation, exp_real_devices,
+               exp_real_decisions)
 
 
 def data_summary(data: c.Data) -> str:
@@ -99,6 +104,10 @@ def main(argv=None) -> int:
     failed = []
     for exp in EXPERIMENTS:
         if args.only and exp.EXPERIMENT not in args.only:
+            continue
+        if args.quick and getattr(exp, "FULL_ONLY", False):
+            # the real-device sections read ../shared and cache the IR of 15,625 archs per task
+            print(f"[{exp.EXPERIMENT}] skipped by --quick (run it without --quick)")
             continue
         t = time.time()
         try:
