@@ -2,6 +2,8 @@
 alignment of runtime operators to .tflite ops (latpred.profiling.xnn_align)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -156,9 +158,14 @@ def test_store_refeature_restores_features_and_keeps_every_measurement(cnn, tmp_
     assert main(["store", "refeature", str(store), str(tmp_path / "none")]) != 0
 
 
-def test_opprof_refuses_more_than_one_core(cnn, tmp_path):
-    with pytest.raises(LatpredError, match="one"):
-        profile_models([cnn], tmp_path / "p.sqlite", cores=2, op_timing="opprof", progress=False)
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_auto_op_timing_on_two_cores_stays_isolated(cnn, tmp_path):
+    # opprof on N threads must be asked for (tests/test_opprof_threads.py): auto keeps the
+    # existing cpu2 scenario's isolated timings, so the two kinds are not mixed under one id
+    summary = profile_models([cnn], tmp_path / "p.sqlite", cores=2, runs=3, warmup=1,
+                             op_wise=False, progress=False)
+    assert summary.measured == 1
+    assert not parse_scenario(summary.scenarios[0]).runtime_version.endswith("+opprof")
 
 
 def test_opprof_with_no_model_files_is_a_clear_error(tmp_path):

@@ -19,8 +19,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "profile", help="measure op-wise and end-to-end latency into a profile store",
         description="Measure models on a real runtime: end-to-end latency and every operation's "
-                    "latency (on the host: LiteRT's op profiler inside the full runs on one core, "
-                    "each op as its own single-op model otherwise, see --op-timing; on a phone: "
+                    "latency (on the host: LiteRT's op profiler inside the full runs; by default on "
+                    "one core only, each op as its own single-op model otherwise, see --op-timing; "
+                    "on a phone: "
                     "the benchmark tool's op profiler). Results are committed per model; running the same "
                     "command again skips what is stored. Exit status: 0 when some model is "
                     "measured or already stored, 1 when every model failed, 2 for bad input.")
@@ -41,8 +42,9 @@ def register(sub) -> None:
     p.add_argument("--no-op-wise", action="store_true", help="end-to-end latency only")
     p.add_argument("--op-timing", default="auto", choices=("auto", "opprof", "isolated"),
                    help="host LiteRT op latencies: opprof = LiteRT's profiler inside the full "
-                        "runs (one core), isolated = each op as its own model; auto = opprof on "
-                        "one core (default)")
+                        "runs (any --cores: XNNPACK's thread pool through the C API's opaque "
+                        "options), isolated = each op as its own model; auto = opprof on one "
+                        "core, isolated on more (default)")
     p.add_argument("--retry-failed", action="store_true", help="measure stored failures again")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                    help="give up on a model after this long (stored as a failure)")

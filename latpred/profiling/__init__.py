@@ -111,8 +111,8 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     :mod:`latpred.profiling.litert`). Failures are stored with their reason and the run goes on.
 
     ``op_timing`` (host LiteRT): ``opprof`` — op latencies from LiteRT's profiler inside the
-    full-graph runs (:mod:`.litert_opprof`; one core); ``isolated`` — every op timed as its own
-    single-op model (:mod:`.litert`); ``auto`` — opprof on one core, else isolated. The op-timing
+    full-graph runs (:mod:`.litert_opprof`, any core count); ``isolated`` — every op timed as its own
+    single-op model (:mod:`.litert`); ``auto`` — opprof on one core, else isolated (the existing multicore stores' kind). The op-timing
     method is part of the scenario id (runtime version ``2.3.0+opprof``): the two kinds of data
     are never mixed in one predictor."""
     from ..features import graph_features
@@ -132,10 +132,9 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     if op_timing not in ("auto", "opprof", "isolated"):
         raise LatpredError(f"unknown --op-timing {op_timing!r}; use auto, opprof or isolated")
     if kind == "litert" and op_timing != "isolated":
-        if config.threads == 1:
+        # auto on several cores stays isolated, so that existing cpuN stores are not mixed
+        if config.threads == 1 or op_timing == "opprof":
             kind = "litert_opprof"
-        elif op_timing == "opprof":
-            raise LatpredError("--op-timing opprof runs one thread; use --cores 1")
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files = iter_model_files(paths, _EXTS[kind])

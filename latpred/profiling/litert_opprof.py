@@ -16,8 +16,18 @@ alternating with the timed ones in blocks of three; each event is one XNNPACK op
 the .tflite ops. The event record layout is checked against the data (never guessed silently): an
 unknown LiteRT build is one clear error.
 
-Limits: one thread only (the C API's CPU thread option is not reachable from here; the runtime's
-default is one XNNPACK thread); ops under 1 us read as 0 ms.
+Threads: the CPU options are one more opaque option, identifier ``xnnpack``, TOML payload
+``num_threads = N``: what ``LiteRtCreateCpuOptions`` + ``LiteRtSetCpuOptionsNumThread`` build
+(LiteRT v2.2.0 ``litert/c/options/litert_cpu_options.cc``; this ``libLiteRt.so`` does not export
+them). The XNNPACK accelerator reads it (``runtime/accelerators/xnnpack/xnnpack_accelerator.cc``)
+and starts an N-thread pool, as ``CpuOptions(num_threads=N)`` of the wheel's Python
+``CompiledModel`` does. The interpreter's own thread count (ops XNNPACK does not take) is read
+under another identifier, ``cpu_delegate`` (``LiteRtCpuOptionsT::Identifier`` in
+``runtime/litert_cpu_options.h``, ``compiled_model.cc`` ``InitializeRuntime``), which the public
+API never writes; we set it too, so that N threads means what ``Interpreter(num_threads=N)``
+and ``benchmark_model --num_threads`` mean. A runtime that starts no pool is an error.
+
+Limits: ops under 1 us read as 0 ms.
 """
 from __future__ import annotations
 
@@ -37,6 +47,9 @@ from .xnn_align import align
 _VP = ctypes.c_void_p
 _PROFILING_TOML = b"enable_profiling = true\n"
 _RUNTIME_OPTIONS_ID = b"runtime_options_string"
+# XNNPACK's pool (LrtGetCpuOptionsIdentifier), the interpreter's (LiteRtCpuOptionsT::Identifier)
+_THREAD_OPTION_IDS = (b"xnnpack", b"cpu_delegate")
+THREAD_OPTION = "xnnpack.num_threads,cpu_delegate.num_threads"
 _HW_CPU = 1
 _LOCK_WRITE = 1
 # LiteRtElementType follows TfLiteType's numbering.
@@ -80,7 +93,7 @@ def _check(status: int, what: str) -> None:
 class _CompiledModel:
     """A model compiled for the CPU with profiling enabled, and its tensor buffers."""
 
-    def __init__(self, content: bytes):
+    def __init__(self, content: bytes, threads: int = 1):
         lib = _lib()
         self.lib = lib
         self.env, self.model, self.options, self.cm = _VP(), _VP(), _VP(), _VP()
@@ -91,14 +104,9 @@ class _CompiledModel:
                                                ctypes.byref(self.model)), "model load")
         _check(lib.LiteRtCreateOptions(ctypes.byref(self.options)), "options")
         _check(lib.LiteRtSetOptionsHardwareAccelerators(self.options, _HW_CPU), "cpu accelerator")
-        libc = ctypes.CDLL(None)
-        libc.strdup.restype, libc.strdup.argtypes = _VP, [ctypes.c_char_p]
-        payload = libc.strdup(_PROFILING_TOML)          # owned (and freed) by the options
-        opaque = _VP()
-        _check(lib.LiteRtCreateOpaqueOptions(_RUNTIME_OPTIONS_ID, _VP(payload),
-                                             ctypes.cast(libc.free, _VP), ctypes.byref(opaque)),
-               "runtime options")
-        _check(lib.LiteRtAddOpaqueOptions(self.options, opaque), "runtime options")
+        self._add_toml(_RUNTIME_OPTIONS_ID, _PROFILING_TOML, "runtime options")
+        for ident in _THREAD_OPTION_IDS:
+            self._add_toml(ident, b"num_threads = %d\n" % threads, "cpu options")
         _check(lib.LiteRtCreateCompiledModel(self.env, self.model, self.options,
                                              ctypes.byref(self.cm)), "compilation")
         sig = _VP()
@@ -115,6 +123,17 @@ class _CompiledModel:
         if not self.profiler.value:
             raise LatpredError("this LiteRT build ignored enable_profiling; in-graph op profiling "
                                "is not available (use --op-timing isolated)")
+
+    def _add_toml(self, identifier: bytes, toml: bytes, what: str) -> None:
+        lib = self.lib
+        libc = ctypes.CDLL(None)
+        libc.strdup.restype, libc.strdup.argtypes = _VP, [ctypes.c_char_p]
+        payload = libc.strdup(toml)                     # owned (and freed) by the options
+        opaque = _VP()
+        _check(lib.LiteRtCreateOpaqueOptions(identifier, _VP(payload),
+                                             ctypes.cast(libc.free, _VP), ctypes.byref(opaque)),
+               what)
+        _check(lib.LiteRtAddOpaqueOptions(self.options, opaque), what)
 
     def _buffer(self, sig, index: int, is_input: bool):
         lib = self.lib
@@ -239,6 +258,10 @@ def op_latencies(events: list[tuple[str, int, int, int]], op_types: list[str],
     return per_run, cost
 
 
+def _n_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
 def _trimmed_mean(values: np.ndarray, cut: float = 0.2) -> float:
     """Mean of the middle 60 %: robust to a stray slow run like the median, but keeps sub-us
     resolution from whole-microsecond events (the median of 0s and 1s is 0 or 1)."""
@@ -251,22 +274,30 @@ def measure_tflite_opprof(content: bytes, threads: int = 1, runs: int = DEFAULT_
                           warmup: int = DEFAULT_WARMUP, budget_s: float = DEFAULT_BUDGET_S,
                           op_wise: bool = True, seed: int = 0) -> dict[str, Any]:
     """Same result shape as :func:`latpred.profiling.litert.measure_tflite`; op latencies are
-    trimmed means over the profiled runs of each op's in-graph time."""
-    if threads != 1:
-        raise LatpredError("in-graph op profiling runs one thread; use --cores 1 or "
-                           "--op-timing isolated")
+    trimmed means over the profiled runs of each op's in-graph time. ``threads``: XNNPACK's thread
+    count (see module doc); ``threads_started`` in the result: the threads the process gained
+    from compilation and warm-up (XNNPACK's pool adds ``threads - 1`` workers; the interpreter's
+    pool, if an op needs it, more)."""
+    if not isinstance(threads, int) or threads < 1:
+        raise LatpredError(f"threads must be a whole number >= 1, got {threads!r}")
     from .isolate import load_model, op_type_name
 
     model = load_model(content)
     op_types = [op_type_name(model, op) for op in model.subgraphs[0].operators]
     rng = np.random.default_rng(seed)
-    cm = _CompiledModel(content)
+    before = _n_threads()
+    cm = _CompiledModel(content, threads)
     try:
         cm.fill_inputs(rng)
         clock = time.perf_counter_ns
         warm = []
         for _ in range(max(warmup, 1)):
             t = clock(); cm.run(); warm.append(clock() - t)
+        started = _n_threads() - before
+        # without the pool, data stored as N-thread would be 1-thread data
+        if threads > 1 and started < threads - 1:
+            raise LatpredError(f"this LiteRT build ignored {THREAD_OPTION} = {threads} (no thread "
+                               "pool started); use --cores 1 or --op-timing isolated")
         probe = float(np.median(warm[len(warm) // 2:] or warm)) / 1e6
         n = run_count(probe, runs, budget_s)
         # Timed (profiler off) and profiled runs alternate in small blocks, so that a burst of
@@ -301,4 +332,5 @@ def measure_tflite_opprof(content: bytes, threads: int = 1, runs: int = DEFAULT_
     finally:
         cm.close()
     return {"e2e": e2e, "ops": ops, "runs": n, "runtime": "litert",
-            "runtime_version": litert_version(), "op_timing": "opprof", "align_cost": cost}
+            "runtime_version": litert_version(), "op_timing": "opprof", "align_cost": cost,
+            "threads": threads, "thread_option": THREAD_OPTION, "threads_started": started}
