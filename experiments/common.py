@@ -178,7 +178,9 @@ def ours(method: str, *, quick: bool = False, **settings):
     settings are the estimator's (``overhead``, ``objective``, ``kernel_features``,
     ``work_target``, ``linear_base``)."""
     from latpred.predictors import LatencyPredictor
-    grids = {method: QUICK_GRIDS[method]} if quick else None
+    # quick: the reduced grid of the method, and of the Lasso estimate that RF / GBDT may refine
+    # (the full run searches latpred's default grid for both)
+    grids = {method: QUICK_GRIDS[method], "lasso": QUICK_GRIDS["lasso"]} if quick else None
     return LatencyPredictor(method, grids=grids, **settings)
 
 
@@ -278,6 +280,8 @@ _CODE_HASH = _predictor_code_hash()
 def fit_ours(out_dir, scenario: str, method: str, train_ops, quick: bool, **kw):
     """A fitted :func:`ours` (``kw``: its settings), cached under the library's code hash."""
     label = f"ours-bundle|{_CODE_HASH}|{scenario}|{method}|{quick}|{sorted(kw.items())}"
+    if quick and method != "lasso":
+        label += "|quick-lasso-base"    # fits of the time its base searched the full grid differ
     return fit_cached(out_dir, label, lambda: ours(method, quick=quick, **kw), train_ops)
 
 

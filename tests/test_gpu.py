@@ -45,7 +45,7 @@ def _resnet18(keras):
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tmp_path_factory, mobilenetv2_tflite):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tf_keras as keras
     L = keras.layers
@@ -76,8 +76,7 @@ def models(tmp_path_factory):
     y = L.Conv2D(32, 3, padding="same", groups=8)(y)
     out["grouped"] = _convert(keras.Model(x, L.Conv2D(30, 3, padding="same", groups=2)(y)), d / "grouped.tflite")
     out["resnet18"] = _convert(_resnet18(keras), d / "resnet18.tflite")
-    out["mobilenetv2"] = _convert(keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3)),
-                                  d / "mobilenetv2.tflite")
+    out["mobilenetv2"] = Path(mobilenetv2_tflite)      # converted once per session (conftest)
     return out
 
 
@@ -229,20 +228,22 @@ def _cli(*args):
 
 
 def test_cli_json_and_errors(models):
+    from conftest import main_cli      # the same entry point in this process, after a real launch
     r = _cli("kernels", str(models["conv_act_add"]), "--gpu", "pixel4", "--json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["gpu"] == "adreno640" and d["kernels"] == [{"kernel": "Conv2D", "ops": [0, 1]}]
     assert d["cpu_fallback_ops"] == []
-    r = _cli("kernels", str(models["grouped"]), "--gpu", "mali-g76", "--no-fusion")
+    r = main_cli("kernels", str(models["grouped"]), "--gpu", "mali-g76", "--no-fusion")
     assert r.returncode == 0 and "CPU fallback: 2 CONV_2D" in r.stdout
     for bad in (["--gpu", "nope"], ["--gpu", "mali-g76", "--tflite-version", "9.9"]):
-        r = _cli("kernels", str(models["grouped"]), *bad)
+        r = main_cli("kernels", str(models["grouped"]), *bad)
         assert r.returncode == 2 and r.stderr.startswith("latpred: ") and "Traceback" not in r.stderr
-    r = _cli("kernels", str(models["grouped"]), "--gpu", "nope")
+    r = main_cli("kernels", str(models["grouped"]), "--gpu", "nope")
     assert r.stderr.count("\n") == 1 and "adreno640" in r.stderr and "galaxys10" in r.stderr
     # A chip outside Table 1, of the same family as pixel4's, gets the same kernels.
-    a630 = json.loads(_cli("kernels", str(models["conv_act_add"]), "--gpu", "adreno630", "--json").stdout)
+    a630 = json.loads(main_cli("kernels", str(models["conv_act_add"]), "--gpu", "adreno630",
+                               "--json").stdout)
     assert a630["family"] == "adreno6xx" and a630["kernels"] == d["kernels"]
 
 
@@ -279,7 +280,7 @@ def test_gpu_training_rows_and_prediction_on_synthetic_data(graphs, models):
     # Through `latpred predict`, a GPU bundle takes the kernel route (fusion + selection of the
     # scenario's GPU), not one row per op; a GPU the scenario does not name comes from --gpu.
     import json
-    from conftest import run_cli
+    from conftest import main_cli, run_cli
     bundle = models["resnet18"].parent / "mali.latpred"
     pred.save(bundle)
     out = run_cli("predict", bundle, models["resnet18"], "--json")
@@ -289,7 +290,7 @@ def test_gpu_training_rows_and_prediction_on_synthetic_data(graphs, models):
     assert len(res["ops"]) < len(g.ops) and res["latency_ms"] == pytest.approx(mali.e2e_ms, rel=1e-9)
     generic = df.assign(scenario="SYNTHETIC/tflite-2.10/gpu/fp16")
     LatencyPredictor("lasso").fit(generic).save(bundle)
-    out = run_cli("predict", bundle, models["resnet18"])
+    out = main_cli("predict", bundle, models["resnet18"])
     assert out.returncode == 2 and "--gpu" in out.stderr and out.stderr.count("\n") == 1
-    out = run_cli("predict", bundle, models["resnet18"], "--gpu", "adreno640", "--json")
+    out = main_cli("predict", bundle, models["resnet18"], "--gpu", "adreno640", "--json")
     assert json.loads(out.stdout)[0]["latency_ms"] == pytest.approx(adreno.e2e_ms, rel=1e-9)

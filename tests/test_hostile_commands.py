@@ -3,7 +3,10 @@ dims, broken or hanging adb, runs that measure nothing, nonsense counts, file mo
 ``latpred: ...`` line and a non-zero exit, never a traceback or a silent wrong answer.
 
 Real files throughout: tiny converter-made models profiled on this host into a temp store, a
-bundle trained from it by ``latpred train``, ONNX models from onnx.helper, stand-in adb scripts."""
+bundle trained from it by ``latpred train``, ONNX models from onnx.helper, stand-in adb scripts.
+A test launches the command line for real (``run_cli``); its further invocations go through the
+same entry point in this process (``main_cli``, ``_main``), except where the process matters
+(hanging adb children, the umask)."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +22,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import ROOT, conv_stem, dw_residual, run_cli, tiny_keras, write_tflite
+from conftest import ROOT, conv_stem, dw_residual, main_cli, run_cli, tiny_keras, write_tflite
 from latpred.predictors import load, load_bundle, save_bundle
 from latpred.readers import read_model
 
@@ -106,15 +109,15 @@ def test_bundle_of_another_scenario_warns_and_strict_refuses(art, tmp_path):
     warn = [l for l in res.stderr.splitlines() if "another scenario" in l]
     assert len(warn) == 1 and "int8" in warn[0] and scenario in warn[0], res.stderr
     assert "cnn8_int8.tflite" in res.stdout
-    line = _error_line(run_cli("predict", art["bundle"], art["int8"], "--strict"))
+    line = _error_line(main_cli("predict", art["bundle"], art["int8"], "--strict"))
     assert "int8" in line and scenario in line and "--strict" in line
     # an ONNX model on a LiteRT bundle: named by format and runtime
-    res = run_cli("predict", art["bundle"], art["onnx"])
+    res = main_cli("predict", art["bundle"], art["onnx"])
     assert res.returncode == 0 and "onnx model" in res.stderr and "litert" in res.stderr
-    line = _error_line(run_cli("predict", art["bundle"], art["onnx"], "--strict", "--json"))
+    line = _error_line(main_cli("predict", art["bundle"], art["onnx"], "--strict", "--json"))
     assert "fixed.onnx" in line and "onnx" in line and scenario in line
     # the bundle's own kind of model: no warning, --strict accepts it
-    res = run_cli("predict", art["bundle"], art["fp32"][0], "--strict")
+    res = main_cli("predict", art["bundle"], art["fp32"][0], "--strict")
     assert res.returncode == 0 and "another scenario" not in res.stderr, res.stderr
     # a bundle measured on another host CPU: warned, refused under --strict
     b = load_bundle(art["bundle"])
@@ -122,9 +125,9 @@ def test_bundle_of_another_scenario_warns_and_strict_refuses(art, tmp_path):
                                               "cpu_model": "Imaginary CPU 9000"}}
     other = save_bundle(dataclasses.replace(b, training=training),
                         str(tmp_path / "other_cpu.latpred"))
-    res = run_cli("predict", other, art["fp32"][0])
+    res = main_cli("predict", other, art["fp32"][0])
     assert res.returncode == 0 and "Imaginary CPU 9000" in res.stderr
-    line = _error_line(run_cli("predict", other, art["fp32"][0], "--strict"))
+    line = _error_line(main_cli("predict", other, art["fp32"][0], "--strict"))
     assert "Imaginary CPU 9000" in line and "--strict" in line
 
 
@@ -153,7 +156,7 @@ def test_tampered_numbers_and_non_finite_predictions_never_reach_json(art, tmp_p
         with zipfile.ZipFile(path, "w") as zf:
             for name, data in members.items():
                 zf.writestr(name, tampered if name == "manifest.json" else data)
-        res = run_cli("predict", path, art["fp32"][0], "--json")
+        res = main_cli("predict", path, art["fp32"][0], "--json")
         assert res.stdout == ""
         assert path.name in _error_line(res)
     # a non-finite prediction (a predictor damaged after loading) is an error, not output
@@ -167,9 +170,9 @@ def test_tampered_numbers_and_non_finite_predictions_never_reach_json(art, tmp_p
 
 # 7 ------------------------------------------------------------------------------------------------
 def test_predict_takes_input_shape_for_symbolic_onnx(art, capsys):
-    line = _error_line(run_cli("predict", art["bundle"], art["onnx_sym"]))
+    line = _error_line(main_cli("predict", art["bundle"], art["onnx_sym"]))
     assert "symbolic" in line and "--input-shape" in line
-    res = run_cli("predict", "--help")
+    res = main_cli("predict", "--help")
     assert res.returncode == 0 and "--input-shape" in res.stdout   # the flag the message names
     res = run_cli("predict", art["bundle"], art["onnx_sym"], "--input-shape", "1,3,32,32",
                   "--json")
@@ -206,7 +209,7 @@ def test_adb_not_executable_or_hanging_is_one_line_within_timeout(art, tmp_path)
     noexec = tmp_path / "adb_noexec"
     shutil.copy(FAKE_ADB, noexec)
     noexec.chmod(0o644)     # even root cannot exec a file without x bits
-    line = _error_line(run_cli(*_phone_args(art, noexec, tmp_path / "a.db")))
+    line = _error_line(main_cli(*_phone_args(art, noexec, tmp_path / "a.db")))
     assert "not executable" in line and str(noexec) in line
     # `adb devices` hangs, with a child holding the pipes: --timeout 1 kills the whole group
     pidfile = tmp_path / "child.pid"
@@ -252,9 +255,9 @@ def test_profile_fails_when_nothing_is_measured_and_rejects_nonsense_counts(art,
     (broken / "truncated.tflite").write_bytes(open(art["fp32"][0], "rb").read()[:64])
     store = tmp_path / "broken.db"
     _nothing_measured(run_cli("profile", broken, "--out", store, "--quiet"))
-    _nothing_measured(run_cli("profile", broken, "--out", store, "--quiet"))   # stored failures
-    _nothing_measured(run_cli("profile", art["fp32"][0], "--backend", "onnxruntime",
-                              "--out", tmp_path / "ort.db", "--quiet"))
+    _nothing_measured(main_cli("profile", broken, "--out", store, "--quiet"))  # stored failures
+    _nothing_measured(main_cli("profile", art["fp32"][0], "--backend", "onnxruntime",
+                               "--out", tmp_path / "ort.db", "--quiet"))
     # garbage from the phone: every model fails
     garbage = tmp_path / "adb_garbage"
     garbage.write_text(
@@ -262,13 +265,13 @@ def test_profile_fails_when_nothing_is_measured_and_rejects_nonsense_counts(art,
         "  devices) printf 'List of devices attached\\nFAKE0001\\tdevice\\n' ;;\n"
         "  shell) printf '\\377\\376\\000junk\\ncount=12 avg=1.2.3 std=4\\n' ;;\nesac\nexit 0\n")
     garbage.chmod(0o755)
-    res = run_cli(*_phone_args(art, garbage, tmp_path / "g.db"))
+    res = main_cli(*_phone_args(art, garbage, tmp_path / "g.db"))
     _nothing_measured(res)
     assert "cannot parse timing line" in res.stderr
     # measured earlier counts: a run that only skips stored models succeeds
     copy = tmp_path / "copy.db"
     shutil.copy(art["store"], copy)
-    res = run_cli("profile", art["fp32"][0], "--out", copy, "--quiet")
+    res = main_cli("profile", art["fp32"][0], "--out", copy, "--quiet")
     assert res.returncode == 0 and "1 already stored" in res.stdout, res.stderr
     # nonsense counts and durations: one line each, before anything is written
     cases = [(("profile", art["fp32"][0], "--out", tmp_path / "n.db"), flag, value)

@@ -6,7 +6,11 @@ Real stores throughout: a copy of the smallest committed store, or one that `lat
 makes from tiny converter-made models. Root ignores permission bits, so as root a folder is made
 read-only by bind-mounting it read-only over itself (EROFS), otherwise by chmod. A full disk is a
 real full tmpfs where mounting one is allowed (root); the `rlimit` variant runs the command with
-RLIMIT_FSIZE = 0 (SIGXFSZ ignored, so writes fail with EFBIG), which works for anyone."""
+RLIMIT_FSIZE = 0 (SIGXFSZ ignored, so writes fail with EFBIG), which works for anyone.
+
+Every test launches the command line for real (``run_cli``: exit code, stderr of a fresh process);
+its further invocations go through the same entry point in this process (``main_cli``), except
+where the process itself matters (the rlimit, the writer that holds the lock)."""
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +26,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, conv_stem, run_cli, run_python, tiny_keras, write_tflite
+from conftest import ROOT, conv_stem, main_cli, run_cli, run_python, tiny_keras, write_tflite
 
 COMMITTED = os.path.join(ROOT, "datasets", "host", "litert_cpu1_int8.sqlite")
 PROFILE = ("--runs", "3", "--warmup", "1", "--quiet")
@@ -87,12 +91,12 @@ def test_damaged_store_is_refused_by_every_command_and_left_alone(tiny, tmp_path
     damaged.write_bytes(data)
     before = _sha(damaged)
     out_csv = tmp_path / "ops.csv"
+    _refused(run_cli("evaluate", bundle, damaged), str(damaged), "damaged profile store")
     for args in (("store", "list", damaged), ("store", "export", damaged, out_csv),
                  ("train", damaged, "--method", "lasso", "--out", tmp_path / "b.latpred"),
-                 ("evaluate", bundle, damaged),
                  ("profile", tiny["a"], "--out", damaged, *PROFILE),
                  ("store", "drop", damaged, "--models", "x")):
-        _refused(run_cli(*args), str(damaged), "damaged profile store")
+        _refused(main_cli(*args), str(damaged), "damaged profile store")
     assert _sha(damaged) == before                  # nothing written into it
     assert not out_csv.exists() and not (tmp_path / "b.latpred").exists()
     assert not os.path.exists(f"{damaged}.lock")
@@ -112,7 +116,7 @@ def test_damaged_store_is_refused_by_every_command_and_left_alone(tiny, tmp_path
         assert any(b"\xff" in f for (f,) in c.execute("SELECT features FROM ops"))
     for args in (("store", "export", subtle, out_csv),
                  ("train", subtle, "--method", "lasso", "--out", tmp_path / "c.latpred")):
-        _refused(run_cli(*args), str(subtle), "damaged profile store")
+        _refused(main_cli(*args), str(subtle), "damaged profile store")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -169,12 +173,12 @@ def test_store_in_read_only_folder_reads_and_refuses_writes_in_one_line(tiny, tm
             n_ops = c.execute("SELECT COUNT(*) FROM ops o JOIN models m ON m.id = o.model_id "
                               "WHERE m.status = 'ok'").fetchone()[0]
         assert f"exported {n_ops} op rows" in res.stdout
-        res = run_cli("store", "list", pending)          # the WAL's row is read, not skipped
+        res = main_cli("store", "list", pending)         # the WAL's row is read, not skipped
         assert res.returncode == 0 and "late: r" in res.stdout, res.stderr
-        _refused(run_cli("store", "export", store, folder / "ops.csv"), "cannot write")
-        _refused(run_cli("profile", tiny["a"], "--out", store, *PROFILE),
+        _refused(main_cli("store", "export", store, folder / "ops.csv"), "cannot write")
+        _refused(main_cli("profile", tiny["a"], "--out", store, *PROFILE),
                  str(store), "cannot write")
-        _refused(run_cli("store", "drop", store, "--models", "x"), "cannot write")
+        _refused(main_cli("store", "drop", store, "--models", "x"), "cannot write")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,8 +210,14 @@ def _full_disk(kind: str, folder):
             with contextlib.suppress(OSError):
                 while True:
                     fh.write(b"\0" * 4096)
+    launches = []
+
+    def run(*args):
+        """The first command a real launch, the others in this process (the disk is as full)."""
+        launches.append(args)
+        return (run_cli if len(launches) == 1 else main_cli)(*args)
     try:
-        yield fill, run_cli
+        yield fill, run
     finally:
         subprocess.run(["umount", folder], check=True)
 
@@ -291,12 +301,13 @@ def test_second_writer_refuses_at_once_while_the_first_measures(tiny, tmp_path):
             assert first.poll() is None and time.monotonic() < deadline, "first run ended"
             time.sleep(0.01)
         first.send_signal(signal.SIGSTOP)               # holds the lock while we try
-        for args in (("profile", tiny["a"], "--out", store, *PROFILE),
-                     ("store", "drop", store, "--models", "tiny_a"),
+        _refused(run_cli("profile", tiny["a"], "--out", store, *PROFILE), str(store),
+                 "another latpred process", f"pid {first.pid}")
+        for args in (("store", "drop", store, "--models", "tiny_a"),
                      ("store", "import", store, tmp_path / "x.csv", "--scenario",
                       "pixel4/tflite-2.9/gpu/fp16")):
-            _refused(run_cli(*args), str(store), "another latpred process", f"pid {first.pid}")
-        reader = run_cli("store", "list", store)        # readers never need the lock
+            _refused(main_cli(*args), str(store), "another latpred process", f"pid {first.pid}")
+        reader = main_cli("store", "list", store)       # readers never need the lock
         assert reader.returncode == 0, reader.stderr
     finally:
         first.send_signal(signal.SIGCONT)
@@ -305,7 +316,7 @@ def test_second_writer_refuses_at_once_while_the_first_measures(tiny, tmp_path):
     assert first.returncode == 0 and "1 measured" in out, out
     assert _rows(store) == [("tiny_a", "ok")]           # measured once, nothing dropped
     assert not os.path.exists(f"{store}.lock")
-    again = run_cli("profile", tiny["a"], "--out", store, *PROFILE)
+    again = main_cli("profile", tiny["a"], "--out", store, *PROFILE)
     assert again.returncode == 0 and "0 measured, 1 already stored" in again.stdout, again.stderr
 
 
@@ -320,11 +331,12 @@ def test_someone_elses_database_is_refused_and_unchanged(tiny, tmp_path):
         c.commit()
     before = _sha(other)
     (tmp_path / "x.csv").write_text("model,op_index,latency_ms\nm,0,1.0\n")
+    _refused(run_cli("store", "import", other, tmp_path / "x.csv", "--scenario",
+                     "pixel4/tflite-2.9/gpu/fp16"), str(other), "not a latpred profile store",
+             "customers")
     for args in (("profile", tiny["a"], "--out", other, *PROFILE),
-                 ("store", "import", other, tmp_path / "x.csv", "--scenario",
-                  "pixel4/tflite-2.9/gpu/fp16"),
                  ("store", "list", other)):
-        _refused(run_cli(*args), str(other), "not a latpred profile store", "customers")
+        _refused(main_cli(*args), str(other), "not a latpred profile store", "customers")
     assert _sha(other) == before and not os.path.exists(f"{other}-wal")
 
     newer = tmp_path / "newer.sqlite"               # a store of a later schema
@@ -332,13 +344,13 @@ def test_someone_elses_database_is_refused_and_unchanged(tiny, tmp_path):
     with contextlib.closing(sqlite3.connect(newer)) as c:
         c.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
         c.commit()
-    _refused(run_cli("store", "list", newer), str(newer), "newer latpred")
+    _refused(main_cli("store", "list", newer), str(newer), "newer latpred")
 
     empty = tmp_path / "empty.sqlite"               # an empty file is a new store
     empty.write_bytes(b"")
-    listing = run_cli("store", "list", empty)
+    listing = main_cli("store", "list", empty)
     assert listing.returncode == 0 and "empty" in listing.stdout, listing.stderr
-    res = run_cli("profile", tiny["a"], "--out", empty, *PROFILE)
+    res = main_cli("profile", tiny["a"], "--out", empty, *PROFILE)
     assert res.returncode == 0 and "1 measured" in res.stdout, res.stderr
     assert _rows(empty) == [("tiny_a", "ok")]
 

@@ -1,6 +1,9 @@
 """Predictors: the MSPE objective of each method, bundles, prediction with fallback, evaluation and
 the train/predict/evaluate CLI, on tiny converter-made .tflite models profiled for real (host LiteRT,
-1 core). Method-level checks use small numpy data built so the expected behaviour is provable."""
+1 core). Method-level checks use small numpy data built so the expected behaviour is provable.
+The CLI test's trainings are real launches started as soon as the store exists (beside the
+in-process work of the module); its error cases go through the same entry point in this process
+(``main_cli``) after the real launches of train and predict."""
 from __future__ import annotations
 
 import json
@@ -11,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, conv_stem, run_cli, tiny_keras, write_tflite
+from conftest import ROOT, conv_stem, main_cli, run_cli, tiny_keras, write_tflite
 
 from latpred.errors import LatpredError
 from overhead_reference import weighted_line_overhead
@@ -64,8 +67,34 @@ def _keras_cnn(seed: int, padded: bool = False):
     return tiny_keras(body)
 
 
+CLI_TEST = "test_cli_train_all_predict_json_and_evaluate"
+
+
+def _start_cli_trainings(store: str, train: list[str], root) -> tuple[dict, object]:
+    """The CLI test's trainings, real ``latpred train`` launches started as soon as the store
+    exists, two at a time beside the in-process fits and tests of this module (they are
+    independent of each other); the CLI test takes their results."""
+    from concurrent.futures import ThreadPoolExecutor
+    listing = root / "train.txt"
+    listing.write_text("# training models\n" + "\n".join(train) + "\n")
+    out = root / "cli"
+    out.mkdir()
+    args = {
+        "all": ("--method", "all", "--train-models", str(listing), "--out", str(out / "bundles")),
+        "work": ("--method", "gbdt", "--train-models", str(listing), "--work-target",
+                 "--out", str(out / "work.latpred")),
+        "paper": ("--method", "gbdt", "--train-models", str(listing), "--no-linear-base",
+                  "--out", str(out / "paper.latpred")),
+        "median": ("--method", "lasso", "--train-models", str(listing), "--overhead", "median",
+                   "--out", str(out / "median.latpred")),
+    }
+    pool = ThreadPoolExecutor(max_workers=2)
+    jobs = {k: pool.submit(run_cli, "train", store, *a, "--quiet") for k, a in args.items()}
+    return {"listing": listing, "out": out, "jobs": jobs}, pool
+
+
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("predictor_models")
     paths = []
     for seed in range(10):
@@ -79,9 +108,17 @@ def data(tmp_path_factory):
         frame = st.frame()
     train = [f"cnn{i}" for i in range(7)]
     held_out = paths[7:]           # cnn7, cnn8 and the padded cnn9
-    bundles = {m: _train(frame, m, train_models=train, seed=0) for m in ("lasso", "gbdt")}
-    return {"root": root, "paths": paths, "store": store_path, "frame": frame, "train": train,
-            "held_out": held_out, "bundles": bundles}
+    cli, pool = None, None
+    if any(item.name == CLI_TEST and item.module is request.module
+           for item in request.session.items):
+        cli, pool = _start_cli_trainings(store_path, train, root)
+    try:
+        bundles = {m: _train(frame, m, train_models=train, seed=0) for m in ("lasso", "gbdt")}
+        yield {"root": root, "paths": paths, "store": store_path, "frame": frame, "train": train,
+               "held_out": held_out, "bundles": bundles, "cli": cli}
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -477,11 +514,9 @@ def test_training_input_errors_are_clear(data):
 # CLI
 
 def test_cli_train_all_predict_json_and_evaluate(data, tmp_path):
-    listing = tmp_path / "train.txt"
-    listing.write_text("# training models\n" + "\n".join(data["train"]) + "\n")
-    out = tmp_path / "bundles"
-    res = run_cli("train", data["store"], "--method", "all", "--train-models", str(listing),
-                  "--out", str(out), "--quiet")
+    jobs = data["cli"]["jobs"]             # started with the store (see _start_cli_trainings)
+    out = data["cli"]["out"] / "bundles"
+    res = jobs["all"].result()
     assert res.returncode == 0, res.stderr
     for method in ("lasso", "rf", "gbdt", "mlp"):
         bundle = load_bundle(out / f"{method}.latpred")
@@ -510,19 +545,17 @@ def test_cli_train_all_predict_json_and_evaluate(data, tmp_path):
     assert summary["n_models"] == len(data["held_out"])
     assert 0 <= summary["e2e_mape"] < 10 and set(summary["within"]) == {"1%", "5%", "10%"}
 
-    res = run_cli("train", data["store"], "--method", "lasso", "--train-models", str(listing),
-                  "--overhead", "median", "--out", str(tmp_path / "median.latpred"), "--quiet")
+    res = jobs["median"].result()      # --method lasso --overhead median
     assert res.returncode == 0, res.stderr
-    median = load_bundle(tmp_path / "median.latpred")
+    median = load_bundle(data["cli"]["out"] / "median.latpred")
     train = data["frame"][data["frame"]["model"].isin(data["train"])]
     gap = train.groupby("model")["e2e_ms"].first() - train.groupby("model")["latency_ms"].sum()
     assert median.training["overhead"] == "median"
     assert median.overhead_ms == pytest.approx(float(gap.median()), rel=1e-9, abs=1e-12)
 
-    res = run_cli("train", data["store"], "--method", "gbdt", "--train-models", str(listing),
-                  "--work-target", "--out", str(tmp_path / "work.latpred"), "--quiet")
+    res = jobs["work"].result()        # --method gbdt --work-target
     assert res.returncode == 0, res.stderr
-    work = load_bundle(tmp_path / "work.latpred")
+    work = load_bundle(data["cli"]["out"] / "work.latpred")
     assert work.training["work_target"] and not load_bundle(out / "gbdt.latpred").training[
         "work_target"]
     # every category records which target its cross-validation kept, and a per-unit model
@@ -544,15 +577,14 @@ def test_cli_train_all_predict_json_and_evaluate(data, tmp_path):
         "linear_base"]
     for model in default.models.values():
         assert model.params["base"] == ("lasso" if model.base is not None else "none")
-    res = run_cli("train", data["store"], "--method", "gbdt", "--train-models", str(listing),
-                  "--no-linear-base", "--out", str(tmp_path / "paper.latpred"), "--quiet")
+    res = jobs["paper"].result()       # --method gbdt --no-linear-base
     assert res.returncode == 0, res.stderr
-    paper = load_bundle(tmp_path / "paper.latpred")
+    paper = load_bundle(data["cli"]["out"] / "paper.latpred")
     assert not paper.training["linear_base"]
     assert all(m.base is None and "base" not in m.params for m in paper.models.values())
 
-    res = run_cli("predict", str(out / "gbdt.latpred"), str(tmp_path / "missing.tflite"))
+    res = main_cli("predict", str(out / "gbdt.latpred"), str(tmp_path / "missing.tflite"))
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
-    res = run_cli("train", data["store"], "--method", "lasso",
-                  "--scenario", "nope/litert-1/cpu1/fp32", "--out", str(tmp_path / "x.latpred"))
+    res = main_cli("train", data["store"], "--method", "lasso",
+                   "--scenario", "nope/litert-1/cpu1/fp32", "--out", str(tmp_path / "x.latpred"))
     assert res.returncode == 2 and "not in" in res.stderr

@@ -1,6 +1,9 @@
 """Profiling: real LiteRT / ONNX Runtime measurements of tiny converter-made models, the crash-safe
 store, the CLI, and the Android backend's parser (recorded real outputs) and control flow (stand-in
-adb, tests/fixtures/android/fake_adb)."""
+adb, tests/fixtures/android/fake_adb).
+
+A test of the command line launches it for real (``run_cli``); its further invocations go through
+the same entry point in this process (``main_cli``), which gives the same exit code and output."""
 from __future__ import annotations
 
 import json
@@ -12,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, conv_stem, dw_residual, run_cli, tflite_bytes, tiny_keras
+from conftest import ROOT, conv_stem, dw_residual, main_cli, run_cli, tflite_bytes, tiny_keras
 from latpred.errors import LatpredError
 from latpred.features import ALL_FEATURES
 from latpred.profiling import profile_models
@@ -341,7 +344,7 @@ def test_cli_export_list_and_errors(profiled, tmp_path):
     assert set(df.model) == {"tiny_fp32", "tiny_int8"}
     scen = df.scenario.iloc[0]
     out_pq = tmp_path / "ops.parquet"
-    assert run_cli("store", "export", store_path, out_pq, "--scenario", scen).returncode == 0
+    assert main_cli("store", "export", store_path, out_pq, "--scenario", scen).returncode == 0
     assert set(pd.read_parquet(out_pq).scenario) == {scen}
     listing = run_cli("store", "list", store_path)
     assert listing.returncode == 0 and scen in listing.stdout and "custom_op" in listing.stdout
@@ -349,7 +352,7 @@ def test_cli_export_list_and_errors(profiled, tmp_path):
                 ("store", "list", tmp_path / "missing.db"),
                 ("profile", tmp_path / "nothing_here", "--out", tmp_path / "s.db"),
                 ("profile", store_path, "--device", "nokia3310", "--out", tmp_path / "s.db")):
-        res = run_cli(*bad)
+        res = main_cli(*bad)
         assert res.returncode == 2 and res.stderr.startswith("latpred: ")
         assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
@@ -390,7 +393,7 @@ def test_store_combine_takes_the_median_of_real_passes(models, profiled, tmp_pat
     assert fails == {"custom_op", "not_a_model"}
 
     three = tmp_path / "three.db"
-    assert run_cli("store", "combine", three, first, second, third).returncode == 0
+    assert main_cli("store", "combine", three, first, second, third).returncode == 0
     with ProfileStore(three) as st:
         f3 = st.frame().merge(pair, on=key)
     assert np.allclose(f3.latency_ms, f3.latency_ms_2)
@@ -398,7 +401,7 @@ def test_store_combine_takes_the_median_of_real_passes(models, profiled, tmp_pat
     for bad in (("store", "combine", two, first, second),              # would overwrite
                 ("store", "combine", tmp_path / "one.db", first),      # nothing to combine
                 ("store", "combine", tmp_path / "x.db", first, tmp_path / "missing.db")):
-        res = run_cli(*bad)
+        res = main_cli(*bad)
         assert res.returncode == 2 and res.stderr.startswith("latpred: ")
         assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
@@ -413,7 +416,7 @@ def test_cli_profile_one_model(models, tmp_path):
         assert st.scenarios() == [f"host/litert-{_litert()}+opprof/cpu1/fp32"]   # the default on one core
 
     # the same store given to --passes: it holds single-pass data, so it is not overwritten
-    res = run_cli("profile", models["fp32"], "--out", store_path, "--passes", "2", "--quiet")
+    res = main_cli("profile", models["fp32"], "--out", store_path, "--passes", "2", "--quiet")
     assert res.returncode == 2 and res.stderr.startswith("latpred: ") and "single-pass" in res.stderr
 
 
@@ -432,7 +435,7 @@ def test_cli_profile_passes_measures_each_model_k_times_and_combines(models, tmp
         m = st.models()
     assert len(m) == 1 and m.passes.iloc[0] == 2 and m.pass_e2e_ms.iloc[0] == e2e
     assert np.isclose(m.e2e_ms.iloc[0], np.mean(e2e))
-    again = run_cli(*args)                  # resumes: both passes stored, nothing measured again
+    again = main_cli(*args)                 # resumes: both passes stored, nothing measured again
     assert again.returncode == 0 and again.stdout.count("0 measured, 1 already stored") == 2
 
 
@@ -586,5 +589,5 @@ def test_drop_then_reprofile_measures_only_the_dropped(models, tmp_path):
     # selecting by CV: a threshold above every stored CV drops nothing, 0 drops everything
     assert ProfileStore(store).drop(min_e2e_cv=1e9) == 0
     assert ProfileStore(store).drop(min_e2e_cv=0.0) == len(names)
-    r = run_cli("store", "drop", store)
+    r = main_cli("store", "drop", store)
     assert r.returncode == 2 and r.stderr.count("\n") == 1

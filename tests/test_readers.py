@@ -12,7 +12,7 @@ import random
 import numpy as np
 import pytest
 
-from conftest import run_cli, tiny_keras, write_tflite
+from conftest import main_cli, run_cli, tiny_keras, write_tflite
 from latpred import categories
 from latpred.errors import LatpredError
 from latpred.features import FEATURES, op_features, op_macs
@@ -50,11 +50,8 @@ def tflite_models(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def mobilenetv2(tmp_path_factory):
-    import tensorflow as tf
-    p = tmp_path_factory.mktemp("mnv2") / "mobilenetv2.tflite"
-    m = tf.keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
-    return str(write_tflite(m, p))
+def mobilenetv2(mobilenetv2_tflite):
+    return mobilenetv2_tflite        # Keras' MobileNetV2, converted once per session (conftest)
 
 
 def _torch_model():
@@ -280,7 +277,7 @@ def test_inspect_json(tflite_models, onnx_models):
     for o, op in zip(info["ops"], g.ops):
         assert {"index", "type", "category", "inputs", "outputs", "macs", "features"} <= set(o)
         assert o["outputs"] == [list(g.tensors[t].shape) for t in op.outputs]
-    r = run_cli("inspect", onnx_models["dynamic"], "--input-shape", "1,3,32,32")
+    r = main_cli("inspect", onnx_models["dynamic"], "--input-shape", "1,3,32,32")
     assert r.returncode == 0 and "GroupedConv2D" in r.stdout
 
 
@@ -289,7 +286,8 @@ def test_bad_files_one_line(tmp_path, content):
     p = tmp_path / "bad.tflite"
     if content is not None:
         p.write_bytes(content)
-    r = run_cli("inspect", str(p))
+    # the missing file a real launch; the other contents through the same entry point in-process
+    r = (run_cli if content is None else main_cli)("inspect", str(p))
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("latpred: ")
     assert "Traceback" not in r.stderr
@@ -301,7 +299,7 @@ def test_onnx_that_does_not_validate(tmp_path, onnx_models):
     m.graph.node[0].input[0] = "no_such_tensor"
     p = tmp_path / "broken.onnx"
     onnx.save(m, str(p))
-    r = run_cli("inspect", str(p))
+    r = main_cli("inspect", str(p))
     assert r.returncode == 2 and "does not validate" in r.stderr and r.stderr.count("\n") == 1
 
 

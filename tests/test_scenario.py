@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from conftest import conv_stem, run_cli, tiny_keras, write_tflite
+from conftest import conv_stem, main_cli, run_cli, tiny_keras, write_tflite
 from latpred.cpu.fusion import runtime_folds
 from latpred.cpu.kernels import uses_cpu_kernels
 from latpred.devices import HostCpu, this_cpu
@@ -112,8 +112,8 @@ def test_profile_refuses_another_cpus_scenario_and_predict_warns(measured, tmp_p
         assert len(st.models()) == 1                      # nothing was added
     # a bundle of that store records the other CPU, and predict says so here
     bundle = tmp_path / "b.latpred"
-    r = run_cli("train", store, "--method", "lasso", "--min-samples", "1", "--out", bundle,
-                "--quiet")
+    r = main_cli("train", store, "--method", "lasso", "--min-samples", "1", "--out", bundle,
+                 "--quiet")
     assert r.returncode == 0, r.stderr
     est = LatencyPredictor.load(bundle)
     assert HostCpu.from_facts(est.training_["measured_on"]) == other
@@ -126,7 +126,7 @@ def test_a_scenario_of_two_cpus_is_refused(measured, tmp_path):
     import shutil
     store = tmp_path / "mixed.sqlite"
     shutil.copy(measured["store"], store)
-    r = run_cli("profile", measured["second"], "--out", store, "--runs", "3", "--warmup", "1")
+    r = main_cli("profile", measured["second"], "--out", store, "--runs", "3", "--warmup", "1")
     assert r.returncode == 0, r.stderr
     con = sqlite3.connect(store)   # SIMULATED: the second model's row from another CPU
     with con:
