@@ -38,8 +38,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..categories import CONV_CATEGORIES, ELEMENTWISE
 from ..errors import LatpredError
+from .adaptation import WORK_TERMS, adaptation_group
 
 log = logging.getLogger("latpred")
 
@@ -52,22 +52,7 @@ CV_FOLDS = 10
 SE_RULE = 0.25               # one-SE rule, scaled: chosen on the development columns (README)
 SHRINK_GRID = (1e-4, 1e-3, 1e-2, 0.1, 1.0)
 LINEAR_GRID = ((1e-3, 1.0), (1e-3, 0.1), (1e-3, 0.01), (0.1, 1.0), (0.1, 0.1), (0.1, 0.01))
-WORK_TERMS = ("flops", "bytes", "count")
 MIN_GROUP_SHARE = 0.01       # smaller groups share one pooled scale (see _solve)
-_CONV_LIKE = set(CONV_CATEGORIES) | {"Winograd"}
-
-
-def adaptation_group(category: str, op_type: str, features: dict[str, float]) -> str:
-    """The group whose scale an op shares on the target. Convolutions split 1x1 from larger
-    kernels (a DSP or a Winograd GPU kernel speeds them up unequally); element-wise ops split by
-    type (an ADD of two maps and a ReLU differ in memory traffic, and runtimes fuse them
-    differently)."""
-    if category in _CONV_LIKE or "conv" in category.lower():
-        k = features.get("kernel_hw", 0.0) or 0.0
-        return f"{category}:{'1x1' if k <= 1 else 'kxk'}"
-    if category == ELEMENTWISE:
-        return f"{category}:{op_type}"
-    return category
 
 
 @dataclass
@@ -320,53 +305,6 @@ def check_latencies(y: np.ndarray, names: Sequence[str]) -> None:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise LatpredError(f"measured latency of {n} is {v!r}: latencies must be positive, "
                            f"finite milliseconds{more}")
-
-
-# -- applying it (what predict does with an adapted bundle) ------------------------------------
-def apply_adaptation(adaptation: dict, rows, latency: np.ndarray, fused: np.ndarray
-                     ) -> np.ndarray:
-    """Per-row adapted latency from the prior's per-row latency (``to_dict`` layout)."""
-    groups = adaptation["coefficients"]["groups"]
-    default = float(adaptation["coefficients"]["default_scale"])
-    out = np.zeros(len(latency))
-    for pos, r in enumerate(rows):
-        if fused[pos]:
-            continue
-        g = groups.get(adaptation_group(r.category, r.type, r.features))
-        if g is None:
-            out[pos] = default * latency[pos]
-            continue
-        f = r.features
-        out[pos] = (g["scale"] * latency[pos]
-                    + g["ms_per_flops"] * float(f.get("flops", 0.0) or 0.0)
-                    + g["ms_per_bytes"] * (float(f.get("input_size", 0.0) or 0.0)
-                                           + float(f.get("output_size", 0.0) or 0.0))
-                    + g["ms_per_count"])
-    return out
-
-
-def check_adaptation(d: Any) -> dict:
-    """An adaptation section read from a bundle file: every number finite and >= 0."""
-    if not isinstance(d, dict) or not isinstance(d.get("coefficients"), dict):
-        raise ValueError("adaptation has no coefficients")
-    c = d["coefficients"]
-    for key in ("overhead_ms", "default_scale"):
-        v = c.get(key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                or v < 0:
-            raise ValueError(f"adaptation {key} is not a finite number >= 0")
-    groups = c.get("groups")
-    if not isinstance(groups, dict):
-        raise ValueError("adaptation groups are not a mapping")
-    for g, terms in groups.items():
-        if not isinstance(terms, dict):
-            raise ValueError(f"adaptation group {g!r} is not a mapping")
-        for key in ("scale", *(f"ms_per_{t}" for t in WORK_TERMS)):
-            v = terms.get(key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or v < 0:
-                raise ValueError(f"adaptation group {g!r}: {key} is not a finite number >= 0")
-    return d
 
 
 # -- the whole step ----------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from ..categories import OTHER
 from ..errors import LatpredError
 from ..features import FEATURES
 from ..fileio import atomic_write
+from .adaptation import check_adaptation
 from .methods import METHODS, OBJECTIVES, CategoryModel, Standardizer
 
 BUNDLE_MAGIC = "latpred-predictor-bundle"
@@ -411,7 +412,6 @@ def _bundle(m: dict, arrays: dict[str, np.ndarray], zf: zipfile.ZipFile) -> Bund
         models[cat] = model
     training = _get(m, "training", dict, "bundle")
     if training.get("adaptation") is not None:
-        from .adapt import check_adaptation
         try:
             check_adaptation(training["adaptation"])
         except ValueError as exc:

@@ -34,6 +34,7 @@ from ..errors import LatpredError
 from ..features import FOLDED
 from ..ir import ModelGraph
 from ..scenario import Scenario, model_precision
+from .adaptation import apply_adaptation
 from .bundle import Bundle
 
 log = logging.getLogger("latpred")
@@ -281,7 +282,6 @@ class Predictor:
         self._warn_fallback(fell_back)
         adaptation = self.bundle.training.get("adaptation")
         if adapted and adaptation:
-            from .adapt import apply_adaptation
             latency = apply_adaptation(adaptation, flat, latency, fused)
         return latency, fallback, fused
 
