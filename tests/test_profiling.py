@@ -274,19 +274,50 @@ def test_interrupted_run_resumes_without_duplicates(models, tmp_path, monkeypatc
         assert (frame.model == stem).sum() == len(read_model(path).ops)
 
 
-def test_onnxruntime_backend_times_every_node(models, tmp_path):
+def test_onnxruntime_unfused_times_every_node(models, tmp_path):
     store_path = tmp_path / "ort.db"
     summary = profile_models([models["onnx"]], store_path, backend="onnxruntime", runs=10,
-                             warmup=2, progress=False)
+                             warmup=2, progress=False, op_timing="unfused")
     assert summary.measured == 1
     with ProfileStore(store_path) as st:
         scen = parse_scenario(st.scenarios()[0])
         frame = st.frame()
     assert scen.runtime == "onnxruntime" and scen.hardware == "1" and scen.precision == "fp32"
+    assert "+opprof" not in scen.runtime_version
     graph = read_model(models["onnx"])
     assert list(frame.op_type) == [op.type for op in graph.ops]
     assert (frame.latency_ms > 0).all()
     assert frame.latency_ms.sum() < 5 * frame.e2e_ms.iloc[0]
+
+
+def test_onnxruntime_opprof_times_the_optimized_graph(models, tmp_path):
+    """Default ONNX Runtime op timing: its profiler inside runs of the optimized graph. The Relu
+    that ONNX Runtime fuses into the Conv reads 0 ms (its time is in the Conv's), every node that
+    runs has time, and the op times add up to about the end-to-end time of the same session setup."""
+    store_path = tmp_path / "ort_opprof.db"
+    summary = profile_models([models["onnx"]], store_path, backend="onnxruntime", runs=20,
+                             warmup=3, progress=False)
+    assert summary.measured == 1
+    with ProfileStore(store_path) as st:
+        scen = parse_scenario(st.scenarios()[0])
+        frame = st.frame()
+        facts = st.models().iloc[0]
+    assert scen.runtime == "onnxruntime" and scen.runtime_version.endswith("+opprof")
+    graph = read_model(models["onnx"])
+    assert list(frame.op_type) == [op.type for op in graph.ops]
+    lat = dict(zip(frame.op_type, frame.latency_ms))
+    assert lat["Relu"] == 0.0 and lat["Conv"] > 0 and lat["MaxPool"] > 0 and lat["Gemm"] > 0
+    ratio = frame.latency_ms.sum() / frame.e2e_ms.iloc[0]
+    assert 0.5 < ratio < 1.5, ratio
+    assert "ORT_ENABLE_ALL" in str(facts.to_dict())
+
+
+def test_onnxruntime_refuses_isolated_and_litert_refuses_unfused(models, tmp_path):
+    with pytest.raises(LatpredError, match="onnxruntime times ops with its profiler"):
+        profile_models([models["onnx"]], tmp_path / "a.db", backend="onnxruntime",
+                       op_timing="isolated", progress=False)
+    with pytest.raises(LatpredError, match="unfused is for --backend onnxruntime"):
+        profile_models([models["fp32"]], tmp_path / "b.db", op_timing="unfused", progress=False)
 
 
 def test_worker_pins_only_itself():

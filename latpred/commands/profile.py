@@ -40,11 +40,14 @@ def register(sub) -> None:
                    help="timed-run budget per model; fewer runs for slow models "
                         f"(default {DEFAULT_BUDGET_S})")
     p.add_argument("--no-op-wise", action="store_true", help="end-to-end latency only")
-    p.add_argument("--op-timing", default="auto", choices=("auto", "opprof", "isolated"),
+    p.add_argument("--op-timing", default="auto",
+                   choices=("auto", "opprof", "isolated", "unfused"),
                    help="host LiteRT op latencies: opprof = LiteRT's profiler inside the full "
                         "runs (any --cores: XNNPACK's thread pool through the C API's opaque "
                         "options), isolated = each op as its own model; auto = opprof on one "
-                        "core, isolated on more (default)")
+                        "core, isolated on more (default). ONNX Runtime: opprof (= auto) = its "
+                        "profiler inside runs of the optimized graph (ORT_ENABLE_ALL), mapped "
+                        "onto the file's nodes; unfused = its profiler with optimizations off")
     p.add_argument("--retry-failed", action="store_true", help="measure stored failures again")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                    help="give up on a model after this long (stored as a failure)")

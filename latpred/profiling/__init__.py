@@ -28,7 +28,8 @@ from ..store import ProfileStore, iter_model_files
 log = logging.getLogger(__name__)
 BACKENDS = ("litert", "onnxruntime")
 _EXTS = {"litert": (".tflite",), "litert_opprof": (".tflite",), "onnxruntime": (".onnx",),
-         "adb": (".tflite",)}
+         "onnxruntime_opprof": (".onnx",), "adb": (".tflite",)}
+OP_TIMINGS = ("auto", "opprof", "isolated", "unfused")
 
 
 @dataclass
@@ -112,7 +113,10 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
 
     ``op_timing`` (host LiteRT): ``opprof`` — op latencies from LiteRT's profiler inside the
     full-graph runs (:mod:`.litert_opprof`, any core count); ``isolated`` — every op timed as its own
-    single-op model (:mod:`.litert`); ``auto`` — opprof on one core, else isolated (the existing multicore stores' kind). The op-timing
+    single-op model (:mod:`.litert`); ``auto`` — opprof on one core, else isolated (the existing multicore stores' kind).
+    Host ONNX Runtime: ``opprof`` (and ``auto``) — its profiler inside runs of the optimized graph,
+    mapped onto the file's nodes (:func:`.onnxrt.measure_onnx_opprof`); ``unfused`` — its profiler
+    with graph optimizations off (:func:`.onnxrt.measure_onnx`). The op-timing
     method is part of the scenario id (runtime version ``2.3.0+opprof``): the two kinds of data
     are never mixed in one predictor."""
     from ..features import graph_features
@@ -129,12 +133,20 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     else:
         kind = "adb"
     config = None if str(cores).lower() == "gpu" else core_config(dev, cores)
-    if op_timing not in ("auto", "opprof", "isolated"):
-        raise LatpredError(f"unknown --op-timing {op_timing!r}; use auto, opprof or isolated")
+    if op_timing not in OP_TIMINGS:
+        raise LatpredError(f"unknown --op-timing {op_timing!r}; use {', '.join(OP_TIMINGS)}")
+    if kind == "litert" and op_timing == "unfused":
+        raise LatpredError("--op-timing unfused is for --backend onnxruntime; LiteRT takes "
+                           "auto, opprof or isolated")
+    if kind == "onnxruntime" and op_timing == "isolated":
+        raise LatpredError("--backend onnxruntime times ops with its profiler: use --op-timing "
+                           "opprof (the optimized graph, default) or unfused (optimizations off)")
     if kind == "litert" and op_timing != "isolated":
         # auto on several cores stays isolated, so that existing cpuN stores are not mixed
         if config.threads == 1 or op_timing == "opprof":
             kind = "litert_opprof"
+    elif kind == "onnxruntime" and op_timing != "unfused":
+        kind = "onnxruntime_opprof"
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files = iter_model_files(paths, _EXTS[kind])
@@ -154,15 +166,18 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
         else:
             worker = HostWorker(config.cpu_ids if config else None)
             runtime, version = backend, _runtime_version(backend)
-            if kind == "litert_opprof":
+            if kind in ("litert_opprof", "onnxruntime_opprof"):
                 version += "+opprof"
     except BaseException:
         if own_store:
             st.close()
         raise
     hardware = config.label if config else "gpu"
-    facts = machine_facts(dev.key, kind, config, version,
-                          {"warmup": warmup, "runs_max": runs, "budget_s": budget_s})
+    setup = {"warmup": warmup, "runs_max": runs, "budget_s": budget_s}
+    if kind == "onnxruntime_opprof":
+        from .onnxrt import OPTIMIZATION_LEVEL
+        setup["graph_optimization_level"] = OPTIMIZATION_LEVEL
+    facts = machine_facts(dev.key, kind, config, version, setup)
 
     summary = ProfileSummary(store=st.path)
     if dev.key == HOST:   # refuse before measuring anything: this store's scenarios of this setup
@@ -220,7 +235,8 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
                 if adb_backend is not None:
                     result = adb_backend.measure(path, config, runs, warmup)
                 else:
-                    extra = {"input_shape": input_shape} if kind == "onnxruntime" else {}
+                    extra = ({"input_shape": input_shape} if kind.startswith("onnxruntime")
+                             else {})
                     result = worker.call(kind, timeout=timeout_s, content=data,
                                          threads=config.threads, runs=runs, warmup=warmup,
                                          budget_s=budget_s, op_wise=op_wise, **extra)

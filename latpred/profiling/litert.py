@@ -192,6 +192,7 @@ _FUNCS = {
     "litert": ("latpred.profiling.litert", "measure_tflite"),
     "litert_opprof": ("latpred.profiling.litert_opprof", "measure_tflite_opprof"),
     "onnxruntime": ("latpred.profiling.onnxrt", "measure_onnx"),
+    "onnxruntime_opprof": ("latpred.profiling.onnxrt", "measure_onnx_opprof"),
     "ping": ("latpred.profiling.litert", "_ping"),
 }
 
