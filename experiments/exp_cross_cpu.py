@@ -41,7 +41,8 @@ def _seed(scenario: str, k: int, draw: int) -> int:
     return int(hashlib.sha256(f"{scenario}|{k}|{draw}".encode()).hexdigest()[:8], 16)
 
 
-def run_scenario(source, data: c.Data, scenario: str, ks, draws: int) -> list[dict]:
+def run_scenario(source, data: c.Data, scenario: str, ks, draws: int,
+                 source_label: str = "committed AMD bundle") -> list[dict]:
     from latpred.predictors.predict import frame_rows
     ops = data.ops_of(scenario)
     groups = list(ops.groupby("model", sort=True))
@@ -55,17 +56,18 @@ def run_scenario(source, data: c.Data, scenario: str, ks, draws: int) -> list[di
     tests = {"real": np.flatnonzero(is_real),
              "synthetic_test": np.array(sorted(idx[n] for n in test_syn if n in idx))}
     out = []
+    tag = {"source": source_label}
     # the reference: op-wise GBDT on the target's own synthetic training models
     # reduced grid (experiments/common.QUICK_GRIDS): minutes instead of ~6 per scenario
     ref = c.ours("gbdt", quick=True).fit(ops[ops["model"].isin(set(names[i] for i in pool))])
     p = ref.predict_models(ops).reindex(names).to_numpy(dtype=float)
     if np.isfinite(p).all():
         for tname, t in tests.items():
-            out.append({"scenario": scenario, "test": tname, "k": len(pool), "draw": 0,
+            out.append({**tag, "scenario": scenario, "test": tname, "k": len(pool), "draw": 0,
                         "method": "op-wise on target", "n_test": len(t), **R.metrics(p[t], y[t]),
                         "chosen": ""})
     for tname, t in tests.items():
-        out.append({"scenario": scenario, "test": tname, "k": 0, "draw": 0,
+        out.append({**tag, "scenario": scenario, "test": tname, "k": 0, "draw": 0,
                     "method": "unadapted", "n_test": len(t), **R.metrics(s.prior_e2e[t], y[t]),
                     "chosen": ""})
     for k in ks:
@@ -76,23 +78,81 @@ def run_scenario(source, data: c.Data, scenario: str, ks, draws: int) -> list[di
             preds = {"latpred adapt": coef.predict(s), "scale": R.fit_scale(s, train, y)}
             for method, p in preds.items():
                 for tname, t in tests.items():
-                    out.append({"scenario": scenario, "test": tname, "k": k, "draw": d,
+                    out.append({**tag, "scenario": scenario, "test": tname, "k": k, "draw": d,
                                 "method": method, "n_test": len(t), **R.metrics(p[t], y[t]),
                                 "chosen": coef.candidate.label if method == "latpred adapt"
                                 else ""})
     return out
 
 
+def _runtime_pairs(data: c.Data) -> list[tuple[str, str]]:
+    """(LiteRT scenario, ONNX Runtime scenario) on the same cores and precision."""
+    from latpred.scenario import parse_scenario
+    scens = {s: parse_scenario(s) for s in data.scenarios()}
+    pairs = []
+    for a, sa in scens.items():
+        for b, sb in scens.items():
+            if (sa.runtime == "litert" and sb.runtime == "onnxruntime"
+                    and (sa.hardware, sa.precision) == (sb.hardware, sb.precision)
+                    and "+opprof" in sa.runtime_version and "+opprof" in sb.runtime_version):
+                pairs.append((a, b))
+    return pairs
+
+
+def runtime_comparison(data: c.Data, a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per category and end to end, over the models measured under both: the median ratio of
+    Σ latency (b / a), and the Spearman ρ of model latencies."""
+    from scipy.stats import spearmanr
+    per = {}
+    for scen in (a, b):
+        ops = data.ops_of(scen)
+        cat = ops.groupby(["model", "category"])["latency_ms"].sum().unstack(fill_value=0.0)
+        cat["end-to-end"] = c.e2e(ops)
+        per[scen] = cat
+    common = sorted(set(per[a].index) & set(per[b].index))
+    kinds = {n: ("synthetic" if n.startswith("nas_") else "real") for n in common}
+    rows = []
+    for col in sorted(set(per[a].columns) | set(per[b].columns)):
+        x = per[a].reindex(common)[col] if col in per[a] else pd.Series(0.0, index=common)
+        y = per[b].reindex(common)[col] if col in per[b] else pd.Series(0.0, index=common)
+        for kind in ("synthetic", "real"):
+            m = [n for n in common if kinds[n] == kind and x[n] > 0 and y[n] > 0]
+            if len(m) < 5:
+                continue
+            r = (y[m] / x[m]).to_numpy()
+            rows.append({"pair": f"{a} -> {b}", "category": col, "kind": kind, "models": len(m),
+                         "median_ratio": float(np.median(r)),
+                         "iqr": f"{np.percentile(r, 25):.2f}–{np.percentile(r, 75):.2f}",
+                         "share_of_b": float(y[m].sum() / per[b].reindex(m)["end-to-end"].sum()),
+                         "spearman": float(spearmanr(x[m], y[m])[0])})
+    return pd.DataFrame(rows), pd.DataFrame({"model": common})
+
+
+def cross_runtime(data: c.Data, ks, draws: int) -> tuple[list[dict], pd.DataFrame]:
+    """Each runtime's own op-wise bundle (GBDT, its 900 synthetic training models) adapted to the
+    other runtime from K end-to-end timings."""
+    rows, comps = [], []
+    train_pool, _ = c.split_synthetic(data)
+    for a, b in _runtime_pairs(data):
+        comps.append(runtime_comparison(data, a, b)[0])
+        for src, dst in ((a, b), (b, a)):
+            ops = data.ops_of(src, train_pool)
+            source = c.ours("gbdt", quick=True).fit(ops)
+            rows += run_scenario(source, data, dst, ks, draws,
+                                 source_label=f"op-wise bundle of {src}")
+    return rows, (pd.concat(comps, ignore_index=True) if comps else pd.DataFrame())
+
+
 def summary(df: pd.DataFrame, k: int = 10) -> str:
-    lines = [f"| scenario | test | unadapted | scale (K={k}) | latpred adapt (K={k}) | "
-             "op-wise on target (900) |", "|---|---|---|---|---|---|"]
-    for (scen, test), g in df.groupby(["scenario", "test"], sort=True):
+    lines = [f"| source | target scenario | test | unadapted | scale (K={k}) | latpred adapt (K={k}) | "
+             "op-wise on target (900) |", "|---|---|---|---|---|---|---|"]
+    for (src, scen, test), g in df.groupby(["source", "scenario", "test"], sort=True):
         def cell(method, kk=None):
             h = g[(g.method == method) & ((g.k == kk) if kk is not None else True)]
             if h.empty:
                 return "–"
             return f"{h.mape.mean():.1f} % / ρ {h.spearman.mean():.3f}"
-        lines.append(f"| `{scen}` | {test} | {cell('unadapted')} | {cell('scale', k)} | "
+        lines.append(f"| {src} | `{scen}` | {test} | {cell('unadapted')} | {cell('scale', k)} | "
                      f"{cell('latpred adapt', k)} | {cell('op-wise on target')} |")
     return "\n".join(lines)
 
@@ -101,7 +161,7 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    real = df[df.test == "real"]
+    real = df[(df.test == "real") & (df.source == "committed AMD bundle")]
     scens = sorted(real.scenario.unique())
     fig, axes = plt.subplots(1, len(scens), figsize=(3.6 * len(scens), 3.2), squeeze=False)
     for ax, scen in zip(axes[0], scens):
@@ -137,6 +197,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ks", default=",".join(map(str, KS)))
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--scenarios", nargs="*")
+    ap.add_argument("--no-cross-runtime", dest="cross_runtime", action="store_false",
+                    help="skip LiteRT <-> ONNX Runtime (their own op-wise bundles adapted)")
     args = ap.parse_args(argv)
     from latpred.predictors import LatencyPredictor
     source = LatencyPredictor.load(R.BUNDLE)
@@ -150,7 +212,8 @@ def main(argv=None) -> int:
     rows = []
     for scen in tqdm(scenarios, desc="scenarios", unit="scenario"):
         rows += run_scenario(source, data, scen, ks, args.draws)
-    df = pd.DataFrame(rows)
+    xr_rows, comparison = cross_runtime(data, ks, args.draws) if args.cross_runtime else ([], None)
+    df = pd.DataFrame(rows + xr_rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     tmp = CSV.with_suffix(".tmp")
     df.to_csv(tmp, index=False)
@@ -160,6 +223,13 @@ def main(argv=None) -> int:
             f"Targets: the stores under `{_shown(Path(args.data))}`. "
             f"Each cell: MAPE / Spearman ρ, mean of {args.draws} draws of the K models.", "",
             summary(df, 10), ""]
+    if comparison is not None and not comparison.empty:
+        comparison.to_csv(RESULTS / "cross_runtime_categories.csv", index=False)
+        text += ["## LiteRT vs ONNX Runtime on the same models and cores", "",
+                 "Median over models of Σ latency of a category under ONNX Runtime ÷ the same "
+                 "under LiteRT (models where both are > 0), its IQR, the category's share of "
+                 "ONNX Runtime's end-to-end time, and the Spearman ρ of the per-model sums.", "",
+                 c.md_table(comparison, 3), ""]
     c.atomic_write_text(SUMMARY, "\n".join(text))
     plot(df, PLOT)
     print("\n".join(text))
@@ -168,3 +238,24 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# -- run_all's interface ---------------------------------------------------------------------------
+EXPERIMENT = "cross_cpu"
+FULL_ONLY = True       # run_all --quick skips it (it reads the other store folder)
+
+
+def run(data, out, quick: bool) -> None:
+    """``data`` (the primary folder) unused: the targets are the stores of DEFAULT_TARGETS."""
+    argv = ["--ks", "10", "--draws", "2"] if quick else []
+    if main(argv) != 0:
+        raise RuntimeError("exp_cross_cpu found no target stores")
+
+
+def readme(out) -> str:
+    if not SUMMARY.exists():
+        return ("## Another CPU and another runtime\n\nNot run yet: "
+                "`experiments/exp_cross_cpu.py`.\n")
+    body = SUMMARY.read_text().split("\n", 1)[1].replace("\n## ", "\n### ")
+    return ("## Another CPU and another runtime from K end-to-end timings\n" + body
+            + "\n![cross cpu](results/cross_cpu.png)\n")

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
 import exp_ablation  # noqa: E402
 import exp_baselines  # noqa: E402
+import exp_cross_cpu  # noqa: E402
 import exp_dataset_shift  # noqa: E402
 import exp_hardware  # noqa: E402
 import exp_in_distribution  # noqa: E402
@@ -32,7 +33,7 @@ from latpred.fileio import atomic_write_text  # noqa: E402  (common put the repo
 
 EXPERIMENTS = (exp_in_distribution, exp_dataset_shift, exp_training_size, exp_hardware,
                exp_overhead_noise, exp_baselines, exp_ablation, exp_real_devices,
-               exp_real_decisions)
+               exp_real_decisions, exp_cross_cpu)
 
 
 def data_summary(data: c.Data) -> str:

@@ -31,11 +31,16 @@ _POOL_TYPES = ("AVERAGE_POOL_2D", "MAX_POOL_2D")
 
 
 def runtime_folds(scenario: Scenario) -> bool:
-    """Whether a scenario's runtime folds PADs into convolutions: TFLite/LiteRT on a CPU (XNNPACK).
+    """Whether a scenario's runtime folds ops into neighbours: TFLite/LiteRT on a CPU (XNNPACK),
+    or ONNX Runtime's CPU execution provider (:mod:`.ort_fusion`) in its in-graph kind
+    (``+opprof``: the optimized graph is timed; the plain kind times every node unoptimized).
 
-    GPU scenarios predict kernels after their own fusion (:mod:`latpred.gpu`); ONNX Runtime is not
-    covered."""
-    return not scenario.is_gpu and scenario.runtime in FOLDING_RUNTIMES
+    GPU scenarios predict kernels after their own fusion (:mod:`latpred.gpu`)."""
+    if scenario.is_gpu:
+        return False
+    if scenario.runtime == "onnxruntime":
+        return scenario.op_timing == "opprof"
+    return scenario.runtime in FOLDING_RUNTIMES
 
 
 def _zero_pad_value(op: Op) -> bool:
@@ -68,7 +73,11 @@ def _interpreter_pool(graph: ModelGraph, op: Op) -> bool:
 
 
 def folded_ops(graph: ModelGraph) -> dict[int, int]:
-    """{index of a folded op: index of the op it is folded into} for a .tflite graph."""
+    """{index of a folded op: index of the op it is folded into}: XNNPACK's rules for a .tflite
+    graph, ONNX Runtime's (:func:`.ort_fusion.folded_ops_ort`) for an ONNX one."""
+    if graph.format == "onnx":
+        from .ort_fusion import folded_ops_ort
+        return folded_ops_ort(graph)
     if graph.format != "tflite":
         return {}
     out: dict[int, int] = {}

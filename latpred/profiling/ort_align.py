@@ -11,7 +11,8 @@ compared tensor by tensor.
 How: a tensor name that appears in both graphs is a boundary both runtimes agree on. Nodes linked
 through tensors that only one graph has (a fused chain, a blocked-layout stretch) form one region;
 regions of the two graphs that write the same boundary tensor are one cluster. Inside a cluster,
-optimized nodes are matched to file nodes of the same kind in execution order (``FusedConv`` is a
+an optimized node that kept its file node's name is that node; the others are matched to file
+nodes of the same kind in execution order (``FusedConv`` is a
 ``Conv``, ``Gemm`` may come from a ``MatMul``); a node only the optimized graph has (a reorder, an
 inserted transpose) adds its time to the matched node it feeds or is fed by; a file node that
 nothing matches ran inside another one and reads 0 ms (folded).
@@ -102,7 +103,15 @@ def align_graphs(file_nodes: list[Node], optimized: list[Node]) -> Alignment:
             continue
         owner_of: dict[int, int] = {}            # optimized index -> file index
         free = list(f_idx)
+        by_name = {file_nodes[i].name: i for i in f_idx}
+        for j in o_idx:        # a node that kept its file node's name (and kind) is that node
+            i = by_name.get(optimized[j].name)
+            if i is not None and file_nodes[i].op_type in _kinds(optimized[j].op_type):
+                owner_of[j] = i
+                free.remove(i)
         for j in o_idx:
+            if j in owner_of:
+                continue
             for kind in _kinds(optimized[j].op_type):
                 hit = next((i for i in free if file_nodes[i].op_type == kind), None)
                 if hit is not None:
