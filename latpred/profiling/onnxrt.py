@@ -111,12 +111,7 @@ def measure_onnx(content: bytes, threads: int = 1, runs: int = DEFAULT_RUNS,
             for _ in range(warmup + n):
                 psess.run(None, feeds)
             with open(psess.end_profiling()) as fh:
-                events = json.load(fh)
-        per_node: dict[str, list[int]] = {}
-        for ev in events:
-            name = ev.get("name", "")
-            if ev.get("cat") == "Node" and name.endswith("_kernel_time"):
-                per_node.setdefault(name[: -len("_kernel_time")], []).append(int(ev["dur"]) * 1000)
+                per_node = _node_times(json.load(fh))
         for index, (name, op_type, out) in enumerate(nodes):
             samples = per_node.get(name)
             if not samples:

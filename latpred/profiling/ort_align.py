@@ -119,7 +119,7 @@ def align_graphs(file_nodes: list[Node], optimized: list[Node]) -> Alignment:
                     free.remove(hit)
                     break
         rest = [j for j in o_idx if j not in owner_of]
-        for j in _neighbour_order(rest, optimized, owner_of):
+        for j in _neighbour_order(rest, optimized):
             owner_of[j] = _neighbour(j, optimized, owner_of, file_nodes, f_idx)
         for j, i in owner_of.items():
             out.owners.setdefault(i, []).append(optimized[j].name)
@@ -127,7 +127,7 @@ def align_graphs(file_nodes: list[Node], optimized: list[Node]) -> Alignment:
     return out
 
 
-def _neighbour_order(rest: list[int], optimized: list[Node], owner_of: dict[int, int]) -> list[int]:
+def _neighbour_order(rest: list[int], optimized: list[Node]) -> list[int]:
     """Unmatched nodes, those next to a matched one first (chains of reorders resolve in turn)."""
     return sorted(rest, key=lambda j: (optimized[j].op_type not in LAYOUT_NODES, j))
 
