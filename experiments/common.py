@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -95,11 +96,20 @@ def model_kind(name: str, manifest: set[str]) -> str:
     return "other"
 
 
+def _combined_store(path: str) -> str | None:
+    """The store that combines the pass ``path`` (``X.pass2.sqlite`` -> ``X.sqlite``), else None."""
+    combined = re.sub(r"\.pass\d+\.sqlite$", ".sqlite", path)
+    return combined if combined != path else None
+
+
 def load_data(data_dir=DEFAULT_DATA, manifest=DEFAULT_MANIFEST) -> Data:
     """All ``*.sqlite`` profile stores under ``data_dir`` (one measurement per scenario and model:
     the latest when stored twice)."""
     from latpred.store import ProfileStore
     stores = sorted(glob.glob(os.path.join(str(data_dir), "**", "*.sqlite"), recursive=True))
+    # X.passK.sqlite are the passes that X.sqlite combines: read the median, not the passes too
+    present = set(stores)
+    stores = [p for p in stores if _combined_store(p) not in present]
     frames, paths = [], []
     for p in stores:
         with ProfileStore(p, readonly=True) as st:

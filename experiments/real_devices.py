@@ -131,7 +131,7 @@ def summaries(source, task: str, edges: str, archs: list[str], refresh: bool = F
     import hashlib
     import pickle
     key = hashlib.sha256(BUNDLE.read_bytes()).hexdigest()[:12]
-    path = CACHE / f"summaries_{key}_{task}_{edges}.pkl"
+    path = CACHE / f"summaries{A.SUMMARIES_LAYOUT}_{key}_{task}_{edges}.pkl"
     if path.exists() and not refresh:
         with open(path, "rb") as fh:       # our own cache file, written below
             return pickle.load(fh)

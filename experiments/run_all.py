@@ -50,13 +50,27 @@ def data_summary(data: c.Data) -> str:
             f"models (seed {c.SPLIT_SEED}), real-world models only ever tested.\n")
 
 
+def _other_readmes(readme_path: Path) -> str:
+    """A line linking the evaluations of other store folders (README_*.md beside this one)."""
+    others = sorted(p.name for p in readme_path.parent.glob("README_*.md")
+                    if p.resolve() != readme_path.resolve())
+    if not others:
+        return ""
+    return ("The same evaluation on other measurement folders (another CPU, ONNX Runtime): " +
+            ", ".join(f"[{n}]({n})" for n in others) + ".\n")
+
+
 def write_readme(out: Path, data: c.Data, quick: bool, readme_path: Path,
                  elapsed_s: float, only: list[str] | None = None,
-                 scenarios: list[str] | None = None) -> None:
+                 scenarios: list[str] | None = None, sections_run_only: bool = False,
+                 methods: str | None = None) -> None:
     rel = os.path.relpath(out, readme_path.parent)
     # a partial run re-writes some sections only: the others keep their earlier run's CSVs
-    ran = (f" --only {' '.join(only)} (those sections; the others come from an earlier run)"
-           if only else "")
+    ran = (f" --only {' '.join(only)} (" + ("these sections alone" if sections_run_only else
+                                             "those sections; the others come from an earlier "
+                                             "run") + ")" if only else "")
+    if methods:
+        ran += f" --methods {methods} (our other methods not run)"
     if scenarios:
         ran += (f" --scenarios {' '.join(scenarios)} (those scenarios' rows; the other rows come "
                 "from an earlier run)")
@@ -72,10 +86,13 @@ def write_readme(out: Path, data: c.Data, quick: bool, readme_path: Path,
         "different hardware, not the same numbers.\n",
         ("> QUICK run: fewer models, draws and smaller hyper-parameter grids; numbers are "
          "indicative only.\n" if quick else ""),
+        _other_readmes(readme_path),
         "## Data and split\n\n" + data_summary(data) + "\nSplit rules (experiments/common.py):\n"
         + c.__doc__.split("experiments/README.md):", 1)[1] + "\n",
     ]
     for exp in EXPERIMENTS:
+        if sections_run_only and only and exp.EXPERIMENT not in only:
+            continue
         parts.append(exp.readme(out).replace("(results/", f"({rel}/"))
     text = "\n".join(p for p in parts if p)
     atomic_write_text(readme_path, text)
@@ -89,10 +106,21 @@ def main(argv=None) -> int:
     p.add_argument("--scenarios", nargs="*", metavar="SCENARIO",
                    help="re-run these scenarios only, keeping the other rows of the tables "
                         "(experiments that take a scenario list)")
+    p.add_argument("--methods", metavar="M,M,...",
+                   help=f"our methods in the experiments that compare them (default "
+                        f"{','.join(c.METHODS)}); e.g. lasso,gbdt for a shorter full-grid run")
+    p.add_argument("--sections-run-only", action="store_true",
+                   help="with --only: the README holds those sections alone (the evaluation of "
+                        "another store folder, e.g. --data datasets/host_xeon --out "
+                        "experiments/results_xeon --readme experiments/README_xeon.md)")
     p.add_argument("--training-sizes", metavar="N,N,...",
                    help="training-set sizes of the training_size experiment (default "
                         f"{','.join(map(str, exp_training_size.SIZES))}); its section says so")
     args = p.parse_args(argv)
+    unknown = set(args.methods.split(",")) - set(c.METHODS) if args.methods else set()
+    if unknown:
+        p.error(f"unknown method(s) {', '.join(sorted(unknown))}; choose from "
+                f"{', '.join(c.METHODS)}")
     if args.training_sizes:
         exp_training_size.SIZES = tuple(int(v) for v in args.training_sizes.split(","))
     warnings.filterwarnings("ignore", message=".*eval_set.* is deprecated")
@@ -111,18 +139,21 @@ def main(argv=None) -> int:
             print(f"[{exp.EXPERIMENT}] skipped by --quick (run it without --quick)")
             continue
         t = time.time()
+        params = inspect.signature(exp.run).parameters
+        kw = {}
+        if args.scenarios and "scenarios" in params:
+            kw["scenarios"] = args.scenarios
+        if args.methods and "methods" in params:
+            kw["methods"] = tuple(args.methods.split(","))
         try:
-            if args.scenarios and "scenarios" in inspect.signature(exp.run).parameters:
-                exp.run(data, out, args.quick, scenarios=args.scenarios)
-            else:
-                exp.run(data, out, args.quick)
+            exp.run(data, out, args.quick, **kw)
         except Exception as exc:   # one broken experiment must not hide the others' results
             traceback.print_exc()
             c.write_status(out, exp.EXPERIMENT, "failed", f"{type(exc).__name__}: {exc}")
             failed.append(exp.EXPERIMENT)
         print(f"[{exp.EXPERIMENT}] {time.time() - t:.1f} s")
     write_readme(out, data, args.quick, Path(args.readme), time.time() - t0, args.only,
-                 args.scenarios)
+                 args.scenarios, args.sections_run_only, args.methods)
     print(f"wrote {args.readme} and {out}/ in {time.time() - t0:.1f} s")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

@@ -264,3 +264,51 @@ def test_tampered_adaptation_is_refused_on_load(source, cpu2, tmp_path):
             zf.writestr(n, data)
     r = run_cli("predict", bad, "--json", "x.tflite")
     assert r.returncode == 2 and "adaptation" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_work_terms_are_not_extrapolated_beyond_the_adaptation_ops(source, cpu2):
+    """group-linear fitted on the 40 smallest models: every op's adapted ÷ prior latency stays
+    inside what the fitted ops' work per prior ms allows, the bundle's per-op breakdown and the
+    fit's own prediction agree, and the bound changes the prediction of models unlike the 40."""
+    names, rows, y = cpu2
+    s = A.summarize(source, rows, names)
+    small = np.argsort(s.prior_e2e)[:40]
+    rest = np.setdiff1d(np.arange(len(names)), small)
+    coef, _ = A.fit_coefficients(s.subset(small), y[small], method="group-linear")
+    assert coef.work.any() and coef.work_range is not None
+    adapted = A.adapt(source, [rows[i] for i in small], y[small], method="group-linear",
+                      names=[names[i] for i in small])
+    groups = adapted.bundle.training["adaptation"]["coefficients"]["groups"]
+    bounded = {g: t for g, t in groups.items() if "work_range" in t}
+    assert bounded
+    preds = adapted.predict_rows_many([rows[i] for i in rest], [names[i] for i in rest])
+    # models whose every group the 40 have (other groups take the bundle's default scale)
+    unseen = np.array([g not in groups for g in s.groups])
+    same = s.prior[rest][:, unseen].sum(axis=1) == 0
+    assert same.sum() > 100
+    np.testing.assert_allclose(np.array([p.latency_ms for p in preds])[same],
+                               coef.predict(s.subset(rest))[same], rtol=1e-9)
+    unbounded = A.AdaptedCoefficients(coef.groups, coef.overhead_ms, coef.scales, coef.work,
+                                      coef.default_scale, coef.candidate)
+    # the bound acts on models unlike the 40 (both ways: work per ms below or above the range)
+    assert not np.allclose(coef.predict(s.subset(rest)), unbounded.predict(s.subset(rest)),
+                           rtol=1e-6)
+    prior = source.predict_rows_many([rows[i] for i in rest])
+    from latpred.predictors.adaptation import adaptation_group
+    checked = 0
+    for p, q, i in zip(preds, prior, rest):
+        for r, a, b in zip(_as_rows(rows[i]), p.op_latency_ms, q.op_latency_ms):
+            t = bounded.get(adaptation_group(r.category, r.type, r.features))
+            if t is None or b <= 0:
+                continue
+            w = [t[f"ms_per_{k}"] for k in ("flops", "bytes", "count")]
+            lo = t["scale"] + sum(wk * rk[0] for wk, rk in zip(w, t["work_range"]))
+            hi = t["scale"] + sum(wk * rk[1] for wk, rk in zip(w, t["work_range"]))
+            assert lo * (1 - 1e-9) <= a / b <= hi * (1 + 1e-9)
+            checked += 1
+    assert checked > 100
+
+
+def _as_rows(rows):
+    from latpred.predictors.predict import _as_row
+    return [_as_row(r, i) for i, r in enumerate(rows)]

@@ -230,3 +230,49 @@ def test_pass_to_pass_gap_is_over_every_pair_of_passes():
     gaps = [0.1 / 1.05, 0.0, 0.2 / 2.1, 0.2 / 2.1]
     assert got["passes"] == 2.5
     assert got["pass_to_pass_pct"] == pytest.approx(100 * np.mean(gaps))
+
+
+def test_combined_store_is_read_instead_of_its_passes(quick_run, tmp_path):
+    """A folder with X.pass1/X.pass2.sqlite and their median X.sqlite counts each model once, with
+    the median's e2e; the passes alone (no X.sqlite) still load."""
+    import shutil
+    import sqlite3
+
+    import common as c
+    from latpred.store import combine_stores
+    src = os.path.join(quick_run["data"], "profiles.sqlite")
+    passes = [tmp_path / f"X.pass{k}.sqlite" for k in (1, 2)]
+    for k, p in enumerate(passes):
+        shutil.copy(src, p)
+        with sqlite3.connect(p) as db:     # the second pass reads 50 % slower end to end
+            db.execute("UPDATE models SET e2e_ms = e2e_ms * ?", (1.0 + 0.5 * k,))
+    only_passes = c.load_data(tmp_path, quick_run["manifest"])
+    assert len(only_passes.stores) == 2
+    combine_stores([str(p) for p in passes], tmp_path / "X.sqlite")
+    combined = c.load_data(tmp_path, quick_run["manifest"])
+    one = c.load_data(quick_run["data"], quick_run["manifest"])
+    assert [os.path.basename(s) for s in combined.stores] == ["X.sqlite"]
+    assert len(combined.models) == len(one.models)
+    key = ["scenario", "model"]
+    m = combined.models.merge(one.models, on=key, suffixes=("", "_one"))
+    np.testing.assert_allclose(m["e2e_ms"], 1.25 * m["e2e_ms_one"], rtol=1e-9)
+
+
+def test_readme_of_another_folder_holds_only_its_sections_and_is_linked(tmp_path):
+    """run_all --only X --sections-run-only writes a README of those sections alone (no
+    real-device sections read from experiments/results), and a README beside it links it."""
+    import common as c
+    import run_all
+    empty = tmp_path / "none"
+    empty.mkdir()
+    data = c.load_data(empty)
+    other = tmp_path / "README_other.md"
+    run_all.write_readme(tmp_path / "r", data, False, other, 1.0, ["baselines", "hardware"],
+                         sections_run_only=True)
+    titles = [line for line in other.read_text().splitlines() if line.startswith("## ")]
+    assert [t.split(".")[0] for t in titles if t[3].isdigit()] == ["## 4", "## 6"]
+    assert not any("Real devices" in t or "Another CPU" in t for t in titles)
+    main = tmp_path / "README.md"
+    run_all.write_readme(tmp_path / "r", data, False, main, 1.0, ["baselines"])
+    assert "[README_other.md](README_other.md)" in main.read_text()
+    assert "README_other" not in other.read_text()

@@ -65,6 +65,48 @@ def test_interpreter_nodes_map_by_index_and_delegate_operators_by_order():
         op_latencies(run + run[:2], ["CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED"], 2)
 
 
+def _int8_graph(spec):
+    """A hand-made int8 IR: ``spec`` is [(op type, [input names], output name)]; names starting
+    with 'c' are 1-element constants, 'f' float tensors, the rest int8 activations."""
+    from latpred.ir import ModelGraph, Op, Tensor
+    tensors, ids = {}, {}
+
+    def tid(name):
+        if name not in ids:
+            ids[name] = len(ids)
+            const, fp = name.startswith("c"), name.startswith("f")
+            tensors[ids[name]] = Tensor(ids[name], name, (1,) if const else (1, 8, 8, 4),
+                                        "float32" if fp else "int8", is_constant=const,
+                                        quantization=None if fp else (0.01, 0))
+        return ids[name]
+
+    ops = [Op(i, t, "ElementWise", [tid(n) for n in ins], [tid(out)])
+           for i, (t, ins, out) in enumerate(spec)]
+    return ModelGraph(fmt="tflite", layout="NHWC", tensors=tensors, ops=ops, inputs=[tid("x")],
+                      outputs=[tid(spec[-1][2])])
+
+
+def test_lookup_table_chains_follow_single_consumers_and_end_on_an_8bit_output():
+    from latpred.cpu.fusion import lut_chains
+    silu = _int8_graph([("CONV_2D", ["x"], "a"), ("LOGISTIC", ["a"], "b"),
+                        ("MUL", ["a", "b"], "d"), ("MUL", ["d", "c1"], "e"),
+                        ("CONV_2D", ["e"], "y")])
+    assert lut_chains(silu) == [[1, 2, 3]]          # x*sigmoid(x), then times a constant scalar
+    assert folded_ops(silu) == {1: 3, 2: 3}         # the last op that is no QUANTIZE keeps the time
+    branched = _int8_graph([("TANH", ["x"], "a"), ("QUANTIZE", ["a"], "b"),
+                            ("ADD", ["a", "b"], "y")])   # TANH's output has two consumers
+    assert lut_chains(branched) == [[1, 2]]
+    float_tail = _int8_graph([("LOGISTIC", ["x"], "a"), ("DEQUANTIZE", ["a"], "fb"),
+                              ("CONV_2D", ["fb"], "y")])
+    assert lut_chains(float_tail) == []             # the chain must end on an 8-bit tensor
+    long = _int8_graph([("NEG", [f"t{i}"], f"t{i + 1}") for i in range(12)])
+    assert [len(c) for c in lut_chains(long)] == [10, 2]
+    far_scales = _int8_graph([("LOGISTIC", ["x"], "a"), ("QUANTIZE", ["a"], "b"),
+                              ("CONV_2D", ["b"], "y")])
+    far_scales.tensors[far_scales.ops[1].outputs[0]].quantization = (1e-6, 0)
+    assert lut_chains(far_scales) == []             # XNNPACK leaves this QUANTIZE to TFLite
+
+
 def test_unknown_event_layout_is_a_clear_error():
     with pytest.raises(LatpredError, match="event layout"):
         _event_size(bytes(range(256)) * 8, 4)
@@ -134,6 +176,42 @@ def test_the_folding_rules_agree_with_the_real_runtime(cnn, tmp_path):
         assert rows.loc[op, "latency_ms"] == 0 and rows.loc[op, "folded"] == 1
     for op in (pads[1], real_pool):
         assert rows.loc[op, "latency_ms"] > 0 and not rows.loc[op, "folded"] == 1
+
+
+@pytest.fixture(scope="module")
+def int8_lut_cnn(tmp_path_factory):
+    """An int8 CNN by the real converter where TANH and LOGISTIC feed a CONCATENATION: their
+    fixed output scales differ from the concat's, so the converter puts a requantizing QUANTIZE
+    after each, which XNNPACK runs in one lookup table with the op before it. The RELU branch
+    (one op) and the conv are no chains."""
+    def body(L, inp):
+        x = L.Conv2D(24, 3, strides=2, padding="same")(inp)
+        x = L.Concatenate()([L.Activation("tanh")(x), L.ReLU()(x), L.Activation("sigmoid")(x)])
+        x = L.Conv2D(16, 1)(x)
+        x = L.GlobalAveragePooling2D()(x)
+        return L.Dense(10)(x)
+
+    path = tmp_path_factory.mktemp("opprof_lut") / "lut.int8.tflite"
+    return write_tflite(tiny_keras(body, (64, 64, 3)), path, int8=True)
+
+
+def test_int8_lookup_table_chains_agree_with_the_real_runtime(int8_lut_cnn, tmp_path):
+    graph = read_model(int8_lut_cnn)
+    folded = folded_ops(graph)
+    quantize = [op.index for op in graph.ops if op.type == "QUANTIZE"
+                and str(graph.tensors[op.inputs[0]].dtype) == "int8"]
+    assert len(quantize) == 2, [op.type for op in graph.ops]
+    assert sorted(folded) == sorted(quantize)
+    assert sorted(graph.ops[folded[q]].type for q in quantize) == ["LOGISTIC", "TANH"]
+    store = tmp_path / "p.sqlite"
+    profile_models([int8_lut_cnn], store, runs=20, warmup=3, progress=False)
+    with ProfileStore(store) as st:
+        rows = st.frame().set_index("op_index")
+    for q in quantize:    # the table's time is its chain's first op's, none is the QUANTIZE's
+        assert rows.loc[q, "latency_ms"] == 0 and rows.loc[q, "folded"] == 1
+        assert rows.loc[folded[q], "latency_ms"] > 0
+    relu = next(op.index for op in graph.ops if op.type == "RELU")
+    assert relu not in folded
 
 
 def test_store_refeature_restores_features_and_keeps_every_measurement(cnn, tmp_path):

@@ -19,6 +19,9 @@ paper's Eq. 1: errors relative to the measured latency) of the K models:
   strength ``lambda``, so that with few models the groups move together;
 - ``group-linear``: group scales plus per-group work terms (``w``, ``v``, ``c``, ridge ``mu``):
   op-wise models learned from end-to-end latencies alone, for large K or a prior that fits badly.
+  A work term is fitted on the K models' ops only: prediction keeps an op's work per prior
+  millisecond inside the range those ops had (``work_range``), so a 50-GFLOP conv of a real CNN
+  is not charged a per-FLOP term learned on small NAS cells beyond what the prior already says.
 
 ``method='auto'`` chooses the candidate (and its shrinkage) by cross-validated MSPE inside the K
 models (leave-one-out up to 30 models, else 10 folds), with the one-standard-error rule (the
@@ -39,7 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import LatpredError
-from .adaptation import WORK_TERMS, adaptation_group
+from .adaptation import WORK_TERMS, adaptation_group, op_work
 
 log = logging.getLogger("latpred")
 
@@ -53,37 +56,72 @@ SE_RULE = 0.25               # one-SE rule, scaled: chosen on the development co
 SHRINK_GRID = (1e-4, 1e-3, 1e-2, 0.1, 1.0)
 LINEAR_GRID = ((1e-3, 1.0), (1e-3, 0.1), (1e-3, 0.01), (0.1, 1.0), (0.1, 0.1), (0.1, 0.01))
 MIN_GROUP_SHARE = 0.01       # smaller groups share one pooled scale (see _solve)
+SUMMARIES_LAYOUT = 2         # bumped when Summaries changes: caches of it carry this number
 
 
 @dataclass
 class Summaries:
     """Per-model sums of what the adapted latency is linear in: for each group the prior's
-    latency, the FLOPs, the bytes moved (input + output elements) and the op count."""
+    latency, the FLOPs, the bytes moved (input + output elements) and the op count; and the ops
+    themselves (model, group, prior ms, work), which bound the work terms (``work_range``)."""
     names: list[str]
     groups: list[str]
     prior: np.ndarray          # (n models, n groups) ms
     work: np.ndarray           # (n models, n groups, 3): flops, bytes, count
     prior_e2e: np.ndarray      # (n models,) the source bundle's own end-to-end prediction
+    op_model: np.ndarray | None = None    # (n ops,) model index of each op with a prior > 0
+    op_group: np.ndarray | None = None    # (n ops,) its group index
+    op_prior: np.ndarray | None = None    # (n ops,) its prior latency, ms
+    op_work: np.ndarray | None = None     # (n ops, 3) its work terms
 
     def __len__(self) -> int:
         return len(self.names)
 
     def subset(self, idx) -> "Summaries":
-        idx = np.asarray(idx)
+        idx = np.asarray(idx, dtype=int)
+        ops = {}
+        if self.op_model is not None:
+            new = np.full(len(self.names), -1)
+            new[idx] = np.arange(len(idx))
+            keep = new[self.op_model] >= 0
+            ops = dict(op_model=new[self.op_model[keep]], op_group=self.op_group[keep],
+                       op_prior=self.op_prior[keep], op_work=self.op_work[keep])
         return Summaries([self.names[i] for i in idx], self.groups, self.prior[idx],
-                         self.work[idx], self.prior_e2e[idx])
+                         self.work[idx], self.prior_e2e[idx], **ops)
 
     def aligned(self, groups: Sequence[str]) -> "Summaries":
         """The same sums over ``groups`` (groups not here are zero, extra groups dropped)."""
+        if list(groups) == list(self.groups):
+            return self
         pos = {g: i for i, g in enumerate(self.groups)}
         n = len(self.names)
         prior = np.zeros((n, len(groups)))
         work = np.zeros((n, len(groups), len(WORK_TERMS)))
+        to_new = np.full(len(self.groups) + 1, -1)
         for j, g in enumerate(groups):
             if g in pos:
                 prior[:, j] = self.prior[:, pos[g]]
                 work[:, j] = self.work[:, pos[g]]
-        return Summaries(self.names, list(groups), prior, work, self.prior_e2e)
+                to_new[pos[g]] = j
+        ops = {}
+        if self.op_model is not None:
+            group = to_new[self.op_group]
+            keep = group >= 0
+            ops = dict(op_model=self.op_model[keep], op_group=group[keep],
+                       op_prior=self.op_prior[keep], op_work=self.op_work[keep])
+        return Summaries(self.names, list(groups), prior, work, self.prior_e2e, **ops)
+
+    def work_ranges(self) -> np.ndarray | None:
+        """(G, 3, 2): per group and work term, [lowest, highest] work per prior ms over the
+        ops (NaN for a group without ops); None without op arrays."""
+        if self.op_model is None:
+            return None
+        per_ms = self.op_work / self.op_prior[:, None]
+        out = np.full((len(self.groups), len(WORK_TERMS), 2), np.nan)
+        for g in np.unique(self.op_group):
+            rows = per_ms[self.op_group == g]
+            out[g, :, 0], out[g, :, 1] = rows.min(axis=0), rows.max(axis=0)
+        return out
 
 
 def summarize(predictor, row_lists: Sequence[Sequence[Any]], names: Sequence[str]) -> Summaries:
@@ -102,22 +140,28 @@ def summarize(predictor, row_lists: Sequence[Sequence[Any]], names: Sequence[str
     prior = np.zeros((n, G))
     work = np.zeros((n, G, len(WORK_TERMS)))
     e2e = np.zeros(n)
+    op_model, op_group, op_prior, op_work_rows = [], [], [], []
     start = 0
     for m, rl in enumerate(rows):
         end = start + len(rl)
         for pos in range(start, end):
             if fused[pos]:
                 continue
-            f, g = flat[pos].features, keys[pos]
+            g, w = keys[pos], op_work(flat[pos].features)
             prior[m, g] += latency[pos]
-            work[m, g, 0] += float(f.get("flops", 0.0) or 0.0)
-            work[m, g, 1] += float(f.get("input_size", 0.0) or 0.0) \
-                + float(f.get("output_size", 0.0) or 0.0)
-            work[m, g, 2] += 1.0
+            work[m, g] += w
+            if latency[pos] > 0:
+                op_model.append(m)
+                op_group.append(g)
+                op_prior.append(latency[pos])
+                op_work_rows.append(w)
         ops_ms = prior[m].sum()
         e2e[m] = float(predictor.bundle.overhead_for(ops_ms)) + ops_ms
         start = end
-    return Summaries(list(names), list(groups), prior, work, e2e)
+    return Summaries(list(names), list(groups), prior, work, e2e,
+                     np.asarray(op_model, dtype=int), np.asarray(op_group, dtype=int),
+                     np.asarray(op_prior, dtype=float),
+                     np.asarray(op_work_rows, dtype=float).reshape(-1, len(WORK_TERMS)))
 
 
 # -- the fit ---------------------------------------------------------------------------------
@@ -145,23 +189,48 @@ class AdaptedCoefficients:
     work: np.ndarray                   # (G, 3) ms per flop, per element moved, per op
     default_scale: float               # groups the fit has not seen
     candidate: Candidate = field(default_factory=lambda: Candidate("scale"))
+    # (G, 3, 2) work per prior ms seen on the fitted ops (Summaries.work_ranges); prediction
+    # keeps each op inside it, so a work term is not extrapolated to ops unlike the K models'
+    work_range: np.ndarray | None = None
 
     def predict(self, s: Summaries) -> np.ndarray:
         s = s.aligned(self.groups)
-        return self.overhead_ms + s.prior @ self.scales + np.einsum("ngk,gk->n", s.work, self.work)
+        out = self.overhead_ms + s.prior @ self.scales + np.einsum("ngk,gk->n", s.work, self.work)
+        if self.work_range is None or s.op_model is None or not self.work.any():
+            return out
+        # the same sum with each op's work per prior ms clipped to the range: a correction
+        w = s.op_work
+        lo = self.work_range[s.op_group, :, 0] * s.op_prior[:, None]
+        hi = self.work_range[s.op_group, :, 1] * s.op_prior[:, None]
+        bounded = np.where(np.isnan(lo), w, np.clip(w, lo, hi))
+        delta = ((bounded - w) * self.work[s.op_group]).sum(axis=1)
+        return out + np.bincount(s.op_model, weights=delta, minlength=len(s))
 
     def to_dict(self) -> dict:
+        groups = {}
+        for i, g in enumerate(self.groups):
+            terms = {"scale": float(self.scales[i]),
+                     **{f"ms_per_{t}": float(self.work[i, k]) for k, t in enumerate(WORK_TERMS)}}
+            if self.work_range is not None and self.work[i].any() \
+                    and np.isfinite(self.work_range[i]).all():
+                terms["work_range"] = [[float(lo), float(hi)] for lo, hi in self.work_range[i]]
+            groups[g] = terms
         return {"method": self.candidate.method, "label": self.candidate.label,
                 "shrink": None if math.isinf(self.candidate.shrink) else self.candidate.shrink,
                 "ridge": None if math.isinf(self.candidate.ridge) else self.candidate.ridge,
                 "overhead_ms": float(self.overhead_ms), "default_scale": float(self.default_scale),
-                "groups": {g: {"scale": float(self.scales[i]),
-                               **{f"ms_per_{t}": float(self.work[i, k])
-                                  for k, t in enumerate(WORK_TERMS)}}
-                           for i, g in enumerate(self.groups)}}
+                "groups": groups}
 
 
 def _solve(s: Summaries, y: np.ndarray, cand: Candidate) -> AdaptedCoefficients:
+    """:func:`_solve_pooled`, with the range of work per prior ms of the fitted ops."""
+    coef = _solve_pooled(s, y, cand)
+    if coef.work.any():
+        coef.work_range = s.work_ranges()
+    return coef
+
+
+def _solve_pooled(s: Summaries, y: np.ndarray, cand: Candidate) -> AdaptedCoefficients:
     """Bounded least squares on the relative errors (MSPE) with the candidate's penalties.
 
     Groups under MIN_GROUP_SHARE of the K models' prior latency share one pooled scale and get

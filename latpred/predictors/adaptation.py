@@ -27,9 +27,19 @@ def adaptation_group(category: str, op_type: str, features: dict[str, float]) ->
     return category
 
 
+def op_work(features: dict[str, float]) -> tuple[float, float, float]:
+    """An op's work terms (``WORK_TERMS``): FLOPs, elements moved (input + output), 1."""
+    return (float(features.get("flops", 0.0) or 0.0),
+            float(features.get("input_size", 0.0) or 0.0)
+            + float(features.get("output_size", 0.0) or 0.0), 1.0)
+
+
 def apply_adaptation(adaptation: dict, rows, latency: np.ndarray, fused: np.ndarray
                      ) -> np.ndarray:
-    """Per-row adapted latency from the prior's per-row latency (``to_dict`` layout)."""
+    """Per-row adapted latency from the prior's per-row latency (``to_dict`` layout).
+
+    A group's optional ``work_range`` bounds an op's work per prior millisecond to what the K
+    adaptation models' ops had; inside it the latency is the fitted linear form unchanged."""
     groups = adaptation["coefficients"]["groups"]
     default = float(adaptation["coefficients"]["default_scale"])
     out = np.zeros(len(latency))
@@ -40,12 +50,13 @@ def apply_adaptation(adaptation: dict, rows, latency: np.ndarray, fused: np.ndar
         if g is None:
             out[pos] = default * latency[pos]
             continue
-        f = r.features
-        out[pos] = (g["scale"] * latency[pos]
-                    + g["ms_per_flops"] * float(f.get("flops", 0.0) or 0.0)
-                    + g["ms_per_bytes"] * (float(f.get("input_size", 0.0) or 0.0)
-                                           + float(f.get("output_size", 0.0) or 0.0))
-                    + g["ms_per_count"])
+        prior = float(latency[pos])
+        work = op_work(r.features)
+        bounds = g.get("work_range")
+        if bounds is not None and prior > 0:
+            work = tuple(prior * min(max(w / prior, lo), hi) for w, (lo, hi) in zip(work, bounds))
+        out[pos] = g["scale"] * prior + sum(g[f"ms_per_{t}"] * w
+                                            for t, w in zip(WORK_TERMS, work))
     return out
 
 
@@ -70,4 +81,20 @@ def check_adaptation(d: Any) -> dict:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
                     or v < 0:
                 raise ValueError(f"adaptation group {g!r}: {key} is not a finite number >= 0")
+        bounds = terms.get("work_range")
+        if bounds is not None and not _valid_range(bounds):
+            raise ValueError(f"adaptation group {g!r}: work_range is not {len(WORK_TERMS)} "
+                             "pairs of finite numbers 0 <= low <= high")
     return d
+
+
+def _valid_range(bounds: Any) -> bool:
+    if not isinstance(bounds, list) or len(bounds) != len(WORK_TERMS):
+        return False
+    for pair in bounds:
+        if not isinstance(pair, list) or len(pair) != 2:
+            return False
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+               or v < 0 for v in pair) or pair[0] > pair[1]:
+            return False
+    return True
