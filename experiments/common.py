@@ -150,7 +150,13 @@ def load_data(data_dir=DEFAULT_DATA, manifest=DEFAULT_MANIFEST) -> Data:
 
 def split_synthetic(data: Data, seed: int = SPLIT_SEED) -> tuple[list[str], list[str]]:
     """(training pool, test models) over all synthetic names; see the module docstring."""
-    names = sorted(data.models.loc[data.models["kind"] == "synthetic", "model"].unique())
+    return split_names(data.models.loc[data.models["kind"] == "synthetic", "model"].unique(),
+                       seed)
+
+
+def split_names(synthetic_names, seed: int = SPLIT_SEED) -> tuple[list[str], list[str]]:
+    """:func:`split_synthetic` of a list of synthetic model names."""
+    names = sorted(synthetic_names)
     if not names:
         return [], []
     perm = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]

@@ -117,7 +117,8 @@ def main(argv=None) -> int:
                    help="training-set sizes of the training_size experiment (default "
                         f"{','.join(map(str, exp_training_size.SIZES))}); its section says so")
     args = p.parse_args(argv)
-    unknown = set(args.methods.split(",")) - set(c.METHODS) if args.methods else set()
+    methods = tuple(args.methods.split(",")) if args.methods else ()
+    unknown = set(methods) - set(c.METHODS)
     if unknown:
         p.error(f"unknown method(s) {', '.join(sorted(unknown))}; choose from "
                 f"{', '.join(c.METHODS)}")
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
         if args.scenarios and "scenarios" in params:
             kw["scenarios"] = args.scenarios
         if args.methods and "methods" in params:
-            kw["methods"] = tuple(args.methods.split(","))
+            kw["methods"] = methods
         try:
             exp.run(data, out, args.quick, **kw)
         except Exception as exc:   # one broken experiment must not hide the others' results

@@ -59,10 +59,7 @@ def store_column(path: str, names: set[str]) -> dict[str, str]:
     per = ops.groupby("model").agg(e2e_ms=("e2e_ms", "first"), e2e_cv=("e2e_cv", "first"),
                                    sum_ops=("latency_ms", "sum"), kind=("kind", "first"))
     per["ratio"] = per["sum_ops"] / per["e2e_ms"]
-    syn = sorted(per.index[per["kind"] == "synthetic"])
-    perm = [syn[i] for i in np.random.default_rng(c.SPLIT_SEED).permutation(len(syn))]
-    n_test = min(c.MAX_TEST, max(2, int(round(c.TEST_FRACTION * len(syn)))))
-    test, train = perm[:n_test], perm[n_test:]
+    train, test = c.split_names(per.index[per["kind"] == "synthetic"])
     overhead = float((per.loc[train, "e2e_ms"] - per.loc[train, "sum_ops"]).mean())
     t = per.loc[test]
     floor = float(100 * np.mean(np.abs(t["sum_ops"] + overhead - t["e2e_ms"]) / t["e2e_ms"]))

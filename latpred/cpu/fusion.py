@@ -21,18 +21,19 @@ as a node of its own (seen in the in-graph profile: ~0.04 ms for a 1x1 pool of a
 
 A chain of 8-bit element-wise ops becomes one lookup table
 (``xnn_subgraph_fuse_unary_quantized_into_lut`` in XNNPACK's ``src/subgraph.c``, added 2025-05 and
-in the XNNPACK that LiteRT 2.3 ships; read at google/XNNPACK 75db3c0): starting at a unary op (or a binary one whose other operand is one
-constant scalar, or whose two operands are both values of the chain, as in x * sigmoid(x)) that
-reads an 8-bit tensor, the chain takes the single consumer of its last output while that is such
-an op too, up to 10 ops, and ends at the last op that writes an 8-bit tensor; with two or more
-ops all but the last are deleted and the last runs the table for all of them. An int8 -> int8
-QUANTIZE is delegated (and joins a chain) only with an input-to-output scale ratio in
-[1/256, 128] (``tflite/delegates/xnnpack/xnnpack_delegate.cc``, google-ai-edge/LiteRT f674577).
-The table's operator ("Invalid Unary Op") is named after no op, so the in-graph profile gives its
-time to the chain op the alignment (:mod:`latpred.profiling.xnn_align`) matches it to: the last
-one that is not a QUANTIZE/DEQUANTIZE or clamp (those are cheap for it to drop). That op carries
-the chain's time here too and the others are folded into it: in the Xeon int8 store a QUANTIZE
-after a LOGISTIC read 0 ms in 899 of 899 cases (``datasets/host_xeon/CARD.md``).
+in the XNNPACK that LiteRT 2.3 ships; read at google/XNNPACK 75db3c0): starting at a unary op (or a
+binary one whose other operand is one constant scalar, or whose two operands are both values of the
+chain, as in x * sigmoid(x)) that reads an 8-bit tensor, the chain takes the single consumer of its
+last output while that is such an op too, up to 10 ops, and ends at the last op that writes an
+8-bit tensor; with two or more ops all but the last are deleted and the last runs the table for all
+of them. An int8 -> int8 QUANTIZE is delegated (and joins a chain) only with an input-to-output
+scale ratio in [1/256, 128] (``tflite/delegates/xnnpack/xnnpack_delegate.cc``, google-ai-
+edge/LiteRT f674577). The table's operator ("Invalid Unary Op") is named after no op, so the in-
+graph profile gives its time to the chain op the alignment (:mod:`latpred.profiling.xnn_align`)
+matches it to: the last one that is not a QUANTIZE/DEQUANTIZE or clamp (those are cheap for it to
+drop). That op carries the chain's time here too and the others are folded into it: in the Xeon
+int8 store a QUANTIZE after a LOGISTIC read 0 ms in 899 of 899 cases
+(``datasets/host_xeon/CARD.md``).
 """
 from __future__ import annotations
 
@@ -117,7 +118,8 @@ def _delegated_quantize(graph: ModelGraph, op: Op) -> bool:
 
 
 def _unary_input(graph: ModelGraph, op: Op, chain_values: set[int]) -> int | None:
-    """The tensor a LUT would read for ``op`` (XNNPACK's ``is_pure_unary_elementwise``), else None."""
+    """The tensor a LUT would read for ``op`` (XNNPACK's ``is_pure_unary_elementwise``), or
+    None."""
     if len(op.outputs) != 1:
         return None
     inputs = [t for t in op.inputs if t >= 0]

@@ -97,7 +97,7 @@ class Summaries:
         n = len(self.names)
         prior = np.zeros((n, len(groups)))
         work = np.zeros((n, len(groups), len(WORK_TERMS)))
-        to_new = np.full(len(self.groups) + 1, -1)
+        to_new = np.full(len(self.groups), -1)
         for j, g in enumerate(groups):
             if g in pos:
                 prior[:, j] = self.prior[:, pos[g]]
