@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[build,dev]'
 	touch $(STAMP)
 
+# one worker per CPU; a test file stays on one worker, so that its module fixtures (real
+# converter models, real profiling runs) are built once
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile
 
 demo: install
 	$(PY) experiments/demo.py

@@ -468,6 +468,23 @@ class ProfileStore:
                                    f"this machine is {cpu}; profile into a new store")
 
     @_reads
+    def check_reference(self, scenario_id: str, reference_hash: str | None) -> None:
+        """Refuse to mix models timed beside different reference gauges (or none) in a scenario:
+        a drift normalization needs one gauge for all of them."""
+        facts = [json.loads(m or "{}") for (m,) in self.conn.execute(
+            "SELECT machine FROM models WHERE scenario = ? AND status = 'ok'", (scenario_id,))]
+        if any("drift_factor" in f for f in facts):
+            raise LatpredError(f"{self.path}: holds drift-normalized values (latpred store "
+                               "normalize); profile into the raw store")
+        known = {f.get("reference_hash") for f in facts}
+        if known and known != {reference_hash}:
+            def name(h):
+                return f"reference {h[:12]}" if h else "no reference"
+            raise LatpredError(f"{self.path}: scenario {scenario_id} was measured with "
+                               f"{', '.join(sorted(map(name, known)))}; this run has "
+                               f"{name(reference_hash)}; profile into a new store")
+
+    @_reads
     def models(self, scenario: str | None = None) -> pd.DataFrame:
         """One row per stored model (failures included) with its machine facts as columns."""
         sql = ("SELECT model, model_hash, scenario, e2e_ms, e2e_cv, e2e_runs, n_ops, status, reason,"
@@ -677,6 +694,9 @@ def _combine(inputs: list[str | os.PathLike], out: str) -> dict[str, int]:
                 facts = dict(first["machine"])
                 facts.update(passes=len(same), pass_e2e_ms=e2e,
                              pass_measured_at=[m["measured_at"] for m, _ops in same])
+                gauge = [m["machine"].get("reference_ms") for m, _ops in same]
+                if any(g is not None for g in gauge):
+                    facts.update(pass_reference_ms=gauge, reference_ms=_nanmedian(gauge))
                 runs = [m["e2e_runs"] for m, _ops in same if m["e2e_runs"] is not None]
                 dst.add_measurement(first["model_path"] or first["model"], key[0], key[1],
                                     _nanmedian(e2e), _nanmedian([m["e2e_cv"] for m, _o in same]),
@@ -690,6 +710,77 @@ def _combine(inputs: list[str | os.PathLike], out: str) -> dict[str, int]:
     finally:
         for st in passes:
             st.close()
+
+
+def normalize_store(src: str | os.PathLike, out: str | os.PathLike, replace: bool = False,
+                    target_ms: float | None = None) -> dict[str, Any]:
+    """Write ``out``: ``src`` with the machine's drift taken out by its reference gauge.
+
+    Every model of a scenario was timed beside one fixed reference model (``latpred profile
+    --reference``). A model measured while the whole machine ran ``s`` times slower than usual
+    shows it in its gauge time too, so each model's e2e and op latencies are multiplied by
+    ``factor = median gauge time of the scenario / the gauge time beside this model``: the
+    latencies the model would have had at the machine's median speed. The values are derived,
+    not measured: every row keeps ``drift_factor`` and its raw ``raw_e2e_ms`` in its facts, and
+    ``latpred profile`` refuses to add raw rows to such a store. A scenario with any measured
+    model without a gauge time is an error (nothing to normalize by). Failures are copied.
+    ``target_ms`` replaces the scenario's median gauge time: passes of the same models
+    normalized to one target can then be combined (``combine_stores``).
+    Returns per scenario the gauge's median ms and the factors' 5th/95th percentiles."""
+    import numpy as np
+    src, out = os.fspath(src), os.fspath(out)
+    if os.path.abspath(src) == os.path.abspath(out):
+        raise LatpredError(f"{out}: is also the input")
+    if os.path.exists(out) and not replace:
+        raise LatpredError(f"{out}: exists; normalize writes a new store")
+    with ProfileStore(src, readonly=True) as st:
+        rows = st._rows()
+    gauges: dict[str, list[float]] = {}
+    for m, _ops in rows:
+        if m["status"] != "ok":
+            continue
+        if "drift_factor" in m["machine"]:
+            raise LatpredError(f"{src}: is already drift-normalized")
+        g = _float(m["machine"].get("reference_ms"))
+        if g is None or g <= 0:
+            raise LatpredError(f"{src}: model {m['model']} ({m['scenario']}) has no reference "
+                               "time; measure with latpred profile --reference MODEL")
+        gauges.setdefault(m["scenario"], []).append(g)
+    if not gauges:
+        raise LatpredError(f"{src}: no measured model to normalize")
+    if target_ms is not None and not (isinstance(target_ms, (int, float)) and
+                                      0 < target_ms < float("inf")):
+        raise LatpredError(f"the target gauge time must be a positive number of ms, got {target_ms}")
+    median = {scen: float(target_ms or np.median(g)) for scen, g in gauges.items()}
+    report: dict[str, Any] = {}
+    with write_lock(out), atomic_path(out, suffix=".sqlite") as tmp, \
+            _sqlite_sidecars_removed(tmp), _errors_name(tmp, out):
+        dst = ProfileStore(tmp)
+        for m, ops in rows:
+            facts = dict(m["machine"])
+            if m["status"] != "ok":
+                dst.add_failure(m["model_path"] or m["model"], m["model_hash"], m["scenario"],
+                                m["reason"], facts)
+                continue
+            factor = median[m["scenario"]] / float(facts["reference_ms"])
+            facts.update(drift_factor=factor, raw_e2e_ms=m["e2e_ms"],
+                         raw_measured_at=m["measured_at"],
+                         drift_reference_median_ms=median[m["scenario"]])
+            scaled = [{**o, "latency_ms": None if o["latency_ms"] is None
+                       else o["latency_ms"] * factor} for o in ops]
+            dst.add_measurement(m["model_path"] or m["model"], m["model_hash"], m["scenario"],
+                                None if m["e2e_ms"] is None else m["e2e_ms"] * factor,
+                                m["e2e_cv"], scaled, facts,
+                                e2e_runs=m["e2e_runs"])
+        dst.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        dst.conn.execute("PRAGMA journal_mode = DELETE")
+        dst.close()
+    for scen, g in gauges.items():
+        f = median[scen] / np.asarray(g)
+        report[scen] = {"models": len(g), "reference_median_ms": median[scen],
+                        "factor_p5": float(np.percentile(f, 5)),
+                        "factor_p95": float(np.percentile(f, 95))}
+    return report
 
 
 @contextlib.contextmanager

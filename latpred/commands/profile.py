@@ -61,6 +61,9 @@ def register(sub) -> None:
                         "STORE.pass1.sqlite ... and write STORE as their median (default 1: "
                         "measure into STORE directly). On a shared machine one pass is a noisy "
                         "label; passes at different times average the drift out")
+    p.add_argument("--reference", metavar="MODEL",
+                   help="host LiteRT opprof: a fixed .tflite model timed beside every model (a "
+                        "gauge of the machine's drift; `latpred store normalize` uses it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -97,7 +100,7 @@ def _one_pass(args, out: str) -> int:
         runs=args.runs, warmup=args.warmup, progress=not args.quiet, budget_s=args.budget,
         op_wise=not args.no_op_wise, retry_failed=args.retry_failed, timeout_s=args.timeout,
         input_shape=args.input_shape, benchmark_binary=args.benchmark_binary, adb=args.adb,
-        serial=args.serial, op_timing=args.op_timing)
+        serial=args.serial, op_timing=args.op_timing, reference=args.reference)
     print(f"profiled: {summary}")
     for path, reason in summary.failures[:10]:
         print(f"  failed: {path}: {reason}", file=sys.stderr)

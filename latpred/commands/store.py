@@ -51,6 +51,14 @@ def register(sub) -> None:
     cb.add_argument("passes", nargs="+", metavar="PASS",
                     help="stores made by the same `latpred profile` command at different times")
     cb.set_defaults(func=run_combine)
+    nz = s.add_parser("normalize", help="take the machine's drift out of a store measured with "
+                                        "`latpred profile --reference` (derived values)")
+    nz.add_argument("store", metavar="STORE")
+    nz.add_argument("--out", required=True, metavar="OUT", help="new store to write")
+    nz.add_argument("--to", type=float, metavar="MS", dest="target_ms",
+                    help="scale to this gauge time instead of the store's median (one target "
+                         "for every pass of a campaign, so that the passes combine)")
+    nz.set_defaults(func=run_normalize)
 
 
 def _open(path: str, readonly: bool = True):
@@ -146,4 +154,17 @@ def run_combine(args) -> int:
             if counts["fewer_passes"] else "")
     print(f"combined {len(args.passes)} passes: {counts['models']} models, {counts['ops']} op rows "
           f"-> {args.out}{note}")
+    return 0
+
+
+def run_normalize(args) -> int:
+    """Drift-normalized copy of a store; the values are derived (see
+    :func:`latpred.store.normalize_store`), the raw store stays as measured."""
+    from ..store import normalize_store
+    if not os.path.isfile(args.store):
+        raise LatpredError(f"{args.store}: no such profile store")
+    for scen, r in normalize_store(args.store, args.out, target_ms=args.target_ms).items():
+        print(f"{scen}: {r['models']} models scaled to the reference's median "
+              f"{r['reference_median_ms']:.3f} ms (factors {r['factor_p5']:.3f}-"
+              f"{r['factor_p95']:.3f}, 5th-95th percentile) -> {args.out} (derived, not measured)")
     return 0

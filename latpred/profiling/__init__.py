@@ -104,7 +104,8 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
                    retry_failed: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S,
                    input_shape: tuple[int, ...] | str | None = None,
                    benchmark_binary: str | None = None, adb: str = "adb",
-                   serial: str | None = None, op_timing: str = "auto") -> ProfileSummary:
+                   serial: str | None = None, op_timing: str = "auto",
+                   reference: str | os.PathLike | None = None) -> ProfileSummary:
     """Measure every model under ``paths`` (files or folders) into ``store``; see module doc.
 
     ``cores``: host: a number of cores (1, 2); phone: ``1L``, ``3M``, ``1L1M``, ... or ``gpu``.
@@ -118,7 +119,12 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     mapped onto the file's nodes (:func:`.onnxrt.measure_onnx_opprof`); ``unfused`` — its profiler
     with graph optimizations off (:func:`.onnxrt.measure_onnx`). The op-timing
     method is part of the scenario id (runtime version ``2.3.0+opprof``): the two kinds of data
-    are never mixed in one predictor."""
+    are never mixed in one predictor.
+
+    ``reference`` (host LiteRT opprof): a fixed .tflite model timed beside every model, after
+    each block of its timed runs (:mod:`.litert_opprof`); its median time is stored with the
+    model (``reference_ms``), so that :func:`latpred.store.normalize_store` can take the
+    machine's drift out. All models of a scenario in a store share one reference."""
     from ..features import graph_features
     from ..readers import read_model
 
@@ -147,6 +153,7 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
             kind = "litert_opprof"
     elif kind == "onnxruntime" and op_timing != "unfused":
         kind = "onnxruntime_opprof"
+    ref_bytes, ref_facts = _reference(reference, kind)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files = iter_model_files(paths, _EXTS[kind])
@@ -177,7 +184,7 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     if kind == "onnxruntime_opprof":
         from .onnxrt import OPTIMIZATION_LEVEL
         setup["graph_optimization_level"] = OPTIMIZATION_LEVEL
-    facts = machine_facts(dev.key, kind, config, version, setup)
+    facts = machine_facts(dev.key, kind, config, version, {**setup, **ref_facts})
 
     summary = ProfileSummary(store=st.path)
     if dev.key == HOST:   # refuse before measuring anything: this store's scenarios of this setup
@@ -186,6 +193,7 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
             for known in st.scenarios():
                 if known.startswith(prefix):
                     st.check_cpu(known, this_cpu())
+                    st.check_reference(known, ref_facts.get("reference_hash"))
         except LatpredError:
             if worker is not None:
                 worker.close()
@@ -236,7 +244,7 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
                     result = adb_backend.measure(path, config, runs, warmup)
                 else:
                     extra = ({"input_shape": input_shape} if kind.startswith("onnxruntime")
-                             else {})
+                             else {"reference": ref_bytes} if ref_bytes is not None else {})
                     result = worker.call(kind, timeout=timeout_s, content=data,
                                          threads=config.threads, runs=runs, warmup=warmup,
                                          budget_s=budget_s, op_wise=op_wise, **extra)
@@ -249,8 +257,13 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
                 _tick(bar, summary)
                 continue
             e2e = result["e2e"]
-            st.add_measurement(path, digest, scen, e2e.median_ms, e2e.cv, rows,
-                               {**facts, "n_graph_ops": len(graph.ops)}, e2e_runs=e2e.runs)
+            model_facts = {**facts, "n_graph_ops": len(graph.ops)}
+            gauge = result.get("reference")
+            if gauge is not None:
+                model_facts.update(reference_ms=gauge.median_ms, reference_cv=gauge.cv,
+                                   reference_runs=gauge.runs)
+            st.add_measurement(path, digest, scen, e2e.median_ms, e2e.cv, rows, model_facts,
+                               e2e_runs=e2e.runs)
             summary.measured += 1
             scen_seen.add(scen)
             op_cvs += [r["latency_cv"] for r in rows if r.get("latency_cv") is not None]
@@ -269,6 +282,26 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     summary.median_op_cv = float(np.median(op_cvs)) if op_cvs else None
     summary.median_e2e_cv = float(np.median(e2e_cvs)) if e2e_cvs else None
     return summary
+
+
+def _reference(reference: str | os.PathLike | None, kind: str) -> tuple[bytes | None, dict]:
+    """The gauge model's bytes and the facts that name it; one clear error for a bad one."""
+    if reference is None:
+        return None, {}
+    if kind != "litert_opprof":
+        raise LatpredError("--reference needs host LiteRT with in-graph op timing "
+                           "(--op-timing opprof)")
+    path = os.fspath(reference)
+    if not path.endswith(".tflite"):
+        raise LatpredError(f"{path}: the reference must be a .tflite model")
+    from ..readers import read_model
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise LatpredError(f"{path}: cannot read the reference ({exc.strerror})") from None
+    read_model(path)   # a file that is no model is one error here, not one per measured model
+    return data, {"reference_model": os.path.basename(path), "reference_hash": file_hash(data)}
 
 
 def pass_stores(out: str | os.PathLike, passes: int) -> list[str]:

@@ -27,6 +27,13 @@ under another identifier, ``cpu_delegate`` (``LiteRtCpuOptionsT::Identifier`` in
 API never writes; we set it too, so that N threads means what ``Interpreter(num_threads=N)``
 and ``benchmark_model --num_threads`` mean. A runtime that starts no pool is an error.
 
+Reference gauge (``reference``, optional): a second, fixed model compiled beside the measured one
+and run after each block of timed runs, as many times. The shared VMs this project measures on
+drift by 5-27 % between passes (datasets/host_xeon/CARD.md), and a drift of the whole machine hits
+both models alike, so the ratio of a model's time to the gauge's, measured seconds apart, is
+steadier than either; :func:`latpred.store.normalize_store` uses it. The gauge's time is stored
+beside the model's; no measured value is changed here.
+
 Limits: ops under 1 us read as 0 ms.
 """
 from __future__ import annotations
@@ -272,12 +279,14 @@ def _trimmed_mean(values: np.ndarray, cut: float = 0.2) -> float:
 
 def measure_tflite_opprof(content: bytes, threads: int = 1, runs: int = DEFAULT_RUNS,
                           warmup: int = DEFAULT_WARMUP, budget_s: float = DEFAULT_BUDGET_S,
-                          op_wise: bool = True, seed: int = 0) -> dict[str, Any]:
+                          op_wise: bool = True, seed: int = 0,
+                          reference: bytes | None = None) -> dict[str, Any]:
     """Same result shape as :func:`latpred.profiling.litert.measure_tflite`; op latencies are
     trimmed means over the profiled runs of each op's in-graph time. ``threads``: XNNPACK's thread
     count (see module doc); ``threads_started`` in the result: the threads the process gained
     from compilation and warm-up (XNNPACK's pool adds ``threads - 1`` workers; the interpreter's
-    pool, if an op needs it, more)."""
+    pool, if an op needs it, more). ``reference``: the gauge model's bytes (module doc); its
+    timing is ``reference`` in the result."""
     if not isinstance(threads, int) or threads < 1:
         raise LatpredError(f"threads must be a whole number >= 1, got {threads!r}")
     from .isolate import load_model, op_type_name
@@ -287,6 +296,7 @@ def measure_tflite_opprof(content: bytes, threads: int = 1, runs: int = DEFAULT_
     rng = np.random.default_rng(seed)
     before = _n_threads()
     cm = _CompiledModel(content, threads)
+    gauge = None
     try:
         cm.fill_inputs(rng)
         clock = time.perf_counter_ns
@@ -294,6 +304,11 @@ def measure_tflite_opprof(content: bytes, threads: int = 1, runs: int = DEFAULT_
         for _ in range(max(warmup, 1)):
             t = clock(); cm.run(); warm.append(clock() - t)
         started = _n_threads() - before
+        if reference is not None:
+            gauge = _CompiledModel(reference, threads)
+            gauge.fill_inputs(rng)
+            for _ in range(max(warmup, 1)):
+                gauge.run()
         # without the pool, data stored as N-thread would be 1-thread data
         if threads > 1 and started < threads - 1:
             raise LatpredError(f"this LiteRT build ignored {THREAD_OPTION} = {threads} (no thread "
@@ -304,12 +319,16 @@ def measure_tflite_opprof(content: bytes, threads: int = 1, runs: int = DEFAULT_
         # load from other tenants of the host hits both alike: measured one after the other, a
         # burst during the timed phase alone inflated e2e by up to 40 % over Σ op.
         timed: list[int] = []
+        gauge_timed: list[int] = []
         per_run: list[list[float]] = []
         cost = 0.0
         while len(timed) < n:
             block = min(INTERLEAVE_BLOCK, n - len(timed))
             for _ in range(block):
                 t = clock(); cm.run(); timed.append(clock() - t)
+            if gauge is not None:
+                for _ in range(block):
+                    t = clock(); gauge.run(); gauge_timed.append(clock() - t)
             if op_wise:
                 # reset + start per block: restarting a stopped profiler without a reset
                 # drops the next runs' events in this LiteRT build
@@ -331,6 +350,9 @@ def measure_tflite_opprof(content: bytes, threads: int = 1, runs: int = DEFAULT_
                             "runs": n})
     finally:
         cm.close()
+        if gauge is not None:
+            gauge.close()
     return {"e2e": e2e, "ops": ops, "runs": n, "runtime": "litert",
             "runtime_version": litert_version(), "op_timing": "opprof", "align_cost": cost,
-            "threads": threads, "thread_option": THREAD_OPTION, "threads_started": started}
+            "threads": threads, "thread_option": THREAD_OPTION, "threads_started": started,
+            "reference": summarize(gauge_timed) if gauge_timed else None}
