@@ -21,9 +21,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # one worker per CPU; a test file stays on one worker, so that its module fixtures (real
-# converter models, real profiling runs) are built once
+# converter models, real profiling runs) are built once; then, alone, the tests that time runs
+# on all CPUs (a neighbouring worker would skew their 2-thread timings)
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile
+	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m "not exclusive_cpu"
+	$(PY) -m pytest -q -p no:cacheprovider -m exclusive_cpu
 
 demo: install
 	$(PY) experiments/demo.py

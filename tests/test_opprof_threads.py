@@ -16,6 +16,9 @@ from latpred.profiling.xnn_align import compatible
 from latpred.store import ProfileStore
 from latpred.cpu import folded_ops
 
+# 2-thread timings: run alone (make test runs this marker after the parallel part)
+pytestmark = pytest.mark.exclusive_cpu
+
 
 @pytest.fixture(scope="module")
 def big_conv():
