@@ -118,6 +118,55 @@ def test_a_store_without_gauge_times_is_not_normalized(models, tmp_path):
     r = main_cli("store", "normalize", store, "--out", tmp_path / "n.sqlite")
     assert r.returncode == 2 and "no reference time" in r.stderr
     assert not (tmp_path / "n.sqlite").exists()
-    with pytest.raises(LatpredError, match="needs host LiteRT with in-graph op timing"):
+    with pytest.raises(LatpredError, match="needs host LiteRT or ONNX Runtime with in-graph op"):
         profile_models([models["small"]], tmp_path / "q.sqlite", runs=3, warmup=1,
                        progress=False, op_timing="isolated", reference=models["gauge"])
+
+
+def _onnx_cnn(path, width: int, size: int):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(width)
+    init = [numpy_helper.from_array(rng.standard_normal((width, 3, 3, 3)).astype(np.float32), "w"),
+            numpy_helper.from_array(
+                rng.standard_normal((2 * width, width, 3, 3)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c2"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2 * width, 1, 1])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_onnxruntime_times_its_gauge_beside_every_model(tmp_path):
+    (tmp_path / "m").mkdir()
+    small = _onnx_cnn(tmp_path / "m" / "small.onnx", 8, 32)
+    _onnx_cnn(tmp_path / "m" / "big.onnx", 32, 128)
+    gauge = tmp_path / "gauge.onnx"
+    shutil.copy(small, gauge)
+    store = tmp_path / "o.sqlite"
+    s = profile_models([tmp_path / "m"], store, backend="onnxruntime", runs=12, warmup=2,
+                       progress=False, reference=gauge)
+    assert (s.measured, s.failed) == (2, 0)
+    m, _ = _models(store)
+    assert (m.reference_ms > 0).all() and (m.reference_runs == m.e2e_runs).all()
+    assert 0.6 < m.loc["small", "e2e_ms"] / m.loc["small", "reference_ms"] < 1.6
+    assert m.loc["big", "e2e_ms"] > 2 * m.loc["big", "reference_ms"]
+    out = tmp_path / "n.sqlite"
+    assert main_cli("store", "normalize", store, "--out", out).returncode == 0
+    # a gauge of another format than the measured models is refused before anything runs
+    r = main_cli("profile", tmp_path / "m", "--backend", "onnxruntime", "--out",
+                 tmp_path / "x.sqlite", "--reference", _fake_tflite(tmp_path))
+    assert r.returncode == 2 and "must be a .onnx model" in r.stderr
+    assert not (tmp_path / "x.sqlite").exists()
+
+
+def _fake_tflite(tmp_path):
+    path = tmp_path / "gauge.tflite"
+    path.write_bytes(b"not read: the extension is refused first")
+    return path

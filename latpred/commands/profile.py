@@ -62,8 +62,9 @@ def register(sub) -> None:
                         "measure into STORE directly). On a shared machine one pass is a noisy "
                         "label; passes at different times average the drift out")
     p.add_argument("--reference", metavar="MODEL",
-                   help="host LiteRT opprof: a fixed .tflite model timed beside every model (a "
-                        "gauge of the machine's drift; `latpred store normalize` uses it)")
+                   help="host LiteRT or ONNX Runtime, opprof: a fixed model of the measured format "
+                        "(.tflite / .onnx) timed beside every model (a gauge of the machine's "
+                        "drift; `latpred store normalize` uses it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

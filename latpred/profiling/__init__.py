@@ -121,8 +121,9 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     method is part of the scenario id (runtime version ``2.3.0+opprof``): the two kinds of data
     are never mixed in one predictor.
 
-    ``reference`` (host LiteRT opprof): a fixed .tflite model timed beside every model, after
-    each block of its timed runs (:mod:`.litert_opprof`); its median time is stored with the
+    ``reference`` (host LiteRT or ONNX Runtime, opprof): a fixed model of the measured format
+    timed beside every model, after each block of its timed runs (:mod:`.litert_opprof`,
+    :mod:`.onnxrt`); its median time is stored with the
     model (``reference_ms``), so that :func:`latpred.store.normalize_store` can take the
     machine's drift out. All models of a scenario in a store share one reference."""
     from ..features import graph_features
@@ -243,8 +244,9 @@ def profile_models(paths: Iterable[str | os.PathLike] | str | os.PathLike,
                 if adb_backend is not None:
                     result = adb_backend.measure(path, config, runs, warmup)
                 else:
-                    extra = ({"input_shape": input_shape} if kind.startswith("onnxruntime")
-                             else {"reference": ref_bytes} if ref_bytes is not None else {})
+                    extra = {"input_shape": input_shape} if kind.startswith("onnxruntime") else {}
+                    if ref_bytes is not None:
+                        extra["reference"] = ref_bytes
                     result = worker.call(kind, timeout=timeout_s, content=data,
                                          threads=config.threads, runs=runs, warmup=warmup,
                                          budget_s=budget_s, op_wise=op_wise, **extra)
@@ -288,12 +290,13 @@ def _reference(reference: str | os.PathLike | None, kind: str) -> tuple[bytes | 
     """The gauge model's bytes and the facts that name it; one clear error for a bad one."""
     if reference is None:
         return None, {}
-    if kind != "litert_opprof":
-        raise LatpredError("--reference needs host LiteRT with in-graph op timing "
-                           "(--op-timing opprof)")
+    ext = {"litert_opprof": ".tflite", "onnxruntime_opprof": ".onnx"}.get(kind)
+    if ext is None:
+        raise LatpredError("--reference needs host LiteRT or ONNX Runtime with in-graph op "
+                           "timing (--op-timing opprof)")
     path = os.fspath(reference)
-    if not path.endswith(".tflite"):
-        raise LatpredError(f"{path}: the reference must be a .tflite model")
+    if not path.endswith(ext):
+        raise LatpredError(f"{path}: the reference must be a {ext} model, as the measured ones")
     from ..readers import read_model
     try:
         with open(path, "rb") as fh:

@@ -14,6 +14,10 @@ Op-wise, two kinds (never mixed: the in-graph kind is runtime version ``<v>+oppr
   every node of the file is timed under its own name. These op times do not add up to the
   optimized end-to-end run (nothing is fused), like isolated op timings.
 
+Reference gauge (``reference``, opprof only): a fixed ``.onnx`` model in a third session with the
+timed session's options, run after each block of timed runs, as many times; its timing is
+``reference`` in the result (see :mod:`.litert_opprof` for why).
+
 The profiler reports whole microseconds: ops under ~10 us get coarse latencies and high CVs.
 """
 from __future__ import annotations
@@ -140,9 +144,11 @@ def _node_times(events: list[dict]) -> dict[str, list[int]]:
 def measure_onnx_opprof(content: bytes, threads: int = 1, runs: int = DEFAULT_RUNS,
                         warmup: int = DEFAULT_WARMUP, budget_s: float = DEFAULT_BUDGET_S,
                         op_wise: bool = True, seed: int = 0,
-                        input_shape: tuple[int, ...] | str | None = None) -> dict[str, Any]:
+                        input_shape: tuple[int, ...] | str | None = None,
+                        reference: bytes | None = None) -> dict[str, Any]:
     """In-graph op timings of the optimized graph (see module doc); result shape as
-    :func:`measure_onnx`, plus the alignment's counts (``ort_folded``, ``ort_unmatched_ms``)."""
+    :func:`measure_onnx`, plus the alignment's counts (``ort_folded``, ``ort_unmatched_ms``) and
+    the gauge's timing (``reference``, None without one)."""
     import onnx
     import onnxruntime as ort
 
@@ -172,22 +178,34 @@ def measure_onnx_opprof(content: bytes, threads: int = 1, runs: int = DEFAULT_RU
         psess = (ort.InferenceSession(content, options(tmp), providers=["CPUExecutionProvider"])
                  if op_wise else None)
         feeds = _feeds(sess, rng, input_shape)
+        gauge = gauge_feeds = None
+        if reference is not None:
+            gauge = ort.InferenceSession(reference, options(None),
+                                         providers=["CPUExecutionProvider"])
+            gauge_feeds = _feeds(gauge, rng)
         warm = []
         for _ in range(max(warmup, 1)):
             t = clock(); sess.run(None, feeds); warm.append(clock() - t)
             if psess is not None:
                 psess.run(None, feeds)
+            if gauge is not None:
+                gauge.run(None, gauge_feeds)
         probe = float(np.median(warm[len(warm) // 2:] or warm)) / 1e6
         n = run_count(probe, runs, budget_s)
         timed: list[int] = []
+        gauge_timed: list[int] = []
         while len(timed) < n:
             block = min(INTERLEAVE_BLOCK, n - len(timed))
             for _ in range(block):
                 t = clock(); sess.run(None, feeds); timed.append(clock() - t)
+            if gauge is not None:
+                for _ in range(block):
+                    t = clock(); gauge.run(None, gauge_feeds); gauge_timed.append(clock() - t)
             if psess is not None:
                 for _ in range(block):
                     psess.run(None, feeds)
         e2e = summarize(timed)
+        del gauge
         ops: list[dict[str, Any]] = []
         extra: dict[str, Any] = {}
         if psess is not None:
@@ -219,4 +237,5 @@ def measure_onnx_opprof(content: bytes, threads: int = 1, runs: int = DEFAULT_RU
         del sess
     return {"e2e": e2e, "ops": ops, "runs": n, "runtime": "onnxruntime",
             "runtime_version": ort_version(), "op_timing": "opprof",
-            "optimization_level": OPTIMIZATION_LEVEL, **extra}
+            "optimization_level": OPTIMIZATION_LEVEL,
+            "reference": summarize(gauge_timed) if gauge_timed else None, **extra}
